@@ -4,5 +4,6 @@ Importing the package registers `TRMConfig` / `TRMForGridReasoning` with `AutoCo
 """
 
 from .configuration_trm import PRESETS, TRMConfig
+from .modeling_trm import TRMForGridReasoning, TRMOutput, TRMSolveOutput, TRMState
 
-__all__ = ["TRMConfig", "PRESETS"]
+__all__ = ["TRMConfig", "PRESETS", "TRMForGridReasoning", "TRMOutput", "TRMSolveOutput", "TRMState"]

@@ -1,0 +1,573 @@
+"""Tiny Recursive Model (TRM): "Less is More: Recursive Reasoning with Tiny Networks" (arXiv:2510.04871).
+
+One small network refines a latent `z` and an answer `y` (paper §4):
+
+    latent_recursion:  n times  z <- net(z, y + x);  then once  y <- net(y, z)     (x never enters y)
+    deep_recursion:    T-1 latent recursions without gradients, one with; state detached on return
+
+A supervision step is one deep recursion followed by the answer head and the halting head. Training
+repeats supervision steps on a persistent per-slot state (`TRMState`, the reference "carry"); `solve`
+runs the whole refinement loop for inference, dropping samples from the batch once they halt.
+
+This file is copied next to saved checkpoints for `trust_remote_code`: it imports only third-party
+libraries and `.configuration_trm`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_trm import TRMConfig
+
+IGNORE_INDEX = -100
+# Std of a standard normal truncated to [-2, 2]; dividing by it makes the truncated draw have the
+# requested std (the reference uses this JAX-style initializer, torch's trunc_normal_ does not).
+_TRUNC_NORMAL_STD_AT_2 = 0.8796256610342398
+
+
+# ----------------------------------------------------------------------------- numerics
+
+
+def rms_norm(hidden: torch.Tensor, eps: float) -> torch.Tensor:
+    """Weightless RMS norm over the last axis, computed in fp32 (reference §2)."""
+    dtype = hidden.dtype
+    hidden = hidden.float()
+    hidden = hidden * torch.rsqrt(hidden.square().mean(-1, keepdim=True) + eps)
+    return hidden.to(dtype)
+
+
+def log_stablemax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """log of s(x) / sum s(x) with s(x) = 1/(1-x) for x < 0 and x + 1 otherwise."""
+    s = torch.where(logits < 0, 1.0 / (1.0 - logits), logits + 1.0)
+    return torch.log(s / s.sum(dim=dim, keepdim=True))
+
+
+def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-token stable-max cross-entropy in float64; 0 where `labels == -100`."""
+    log_probs = log_stablemax(logits.to(torch.float64), dim=-1)
+    valid = labels != IGNORE_INDEX
+    safe_labels = torch.where(valid, labels, 0).long()
+    picked = torch.gather(log_probs, -1, safe_labels.unsqueeze(-1)).squeeze(-1)
+    return -torch.where(valid, picked, 0.0)
+
+
+def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-token softmax cross-entropy in fp32; 0 where `labels == -100`."""
+    flat = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.long().reshape(-1),
+        ignore_index=IGNORE_INDEX, reduction="none",
+    )
+    return flat.view(labels.shape)
+
+
+def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
+    """Truncated normal at +-2 std whose *truncated* distribution has standard deviation `std`."""
+    scaled = std / _TRUNC_NORMAL_STD_AT_2
+    return init.trunc_normal_(tensor, mean=0.0, std=scaled, a=-2 * scaled, b=2 * scaled)
+
+
+# ----------------------------------------------------------------------------- network
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """Pairs (i, i + d/2) rotate together ("rotate half" RoPE layout)."""
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables for every position of the sequence, prefix included."""
+
+    def __init__(self, head_dim: int, max_len: int, base: float) -> None:
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        freqs = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (L, d/2)
+        angles = torch.cat((freqs, freqs), dim=-1)  # (L, d)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # q, k: (B, L, H, d); rotation in fp32, result in the input dtype
+        cos = self.cos[:, None, :]
+        sin = self.sin[:, None, :]
+        q_rot = q.float() * cos + rotate_half(q.float()) * sin
+        k_rot = k.float() * cos + rotate_half(k.float()) * sin
+        return q_rot.to(q.dtype), k_rot.to(k.dtype)
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate) * up) with one fused gate+up projection; the first half is the gate."""
+
+    def __init__(self, width: int, inner: int) -> None:
+        super().__init__()
+        self.gate_up_proj = nn.Linear(width, 2 * inner, bias=False)
+        self.down_proj = nn.Linear(inner, width, bias=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(hidden).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class SelfAttention(nn.Module):
+    """Non-causal multi-head attention, fused qkv (q, k, v order, heads contiguous), no biases."""
+
+    def __init__(self, config: TRMConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_dim = config.head_dim
+        self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=False)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.rotary = (
+            RotaryEmbedding(config.head_dim, config.total_seq_len, config.rope_theta)
+            if config.pos_encodings == "rope" else None
+        )
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        batch, length, width = hidden.shape
+        qkv = self.qkv_proj(hidden).view(batch, length, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.unbind(dim=2)  # each (B, L, H, d)
+        if self.rotary is not None:
+            q, k = self.rotary(q, k)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return self.o_proj(out.transpose(1, 2).reshape(batch, length, width))
+
+
+class SequenceMLP(nn.Module):
+    """TRM-MLP token mixer: a SwiGLU across the sequence axis, post-normed over that axis."""
+
+    def __init__(self, config: TRMConfig) -> None:
+        super().__init__()
+        length = config.total_seq_len
+        self.swiglu = SwiGLU(length, config.swiglu_inner_width(length))
+        self.eps = config.rms_norm_eps
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        # Returns the already-normed block output (the norm runs over L, so it lives in here).
+        transposed = hidden.transpose(1, 2)  # (B, D, L)
+        transposed = rms_norm(transposed + self.swiglu(transposed), self.eps)
+        return transposed.transpose(1, 2)  # (B, L, D)
+
+
+class TRMBlock(nn.Module):
+    """Post-norm block: h = norm(h + mixer(h)); h = norm(h + swiglu(h))."""
+
+    def __init__(self, config: TRMConfig) -> None:
+        super().__init__()
+        self.eps = config.rms_norm_eps
+        if config.mixer == "attention":
+            self.self_attn = SelfAttention(config)
+        else:
+            self.mlp_t = SequenceMLP(config)
+        self.mlp = SwiGLU(config.hidden_size, config.swiglu_inner_width(config.hidden_size))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "self_attn"):
+            hidden = rms_norm(hidden + self.self_attn(hidden), self.eps)
+        else:
+            hidden = self.mlp_t(hidden)
+        return rms_norm(hidden + self.mlp(hidden), self.eps)
+
+
+class RecursiveCore(nn.Module):
+    """The single shared network `net(h, injection) = blocks(h + injection)`: fusion is addition."""
+
+    def __init__(self, config: TRMConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(TRMBlock(config) for _ in range(config.num_layers))
+
+    def forward(self, hidden: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
+        hidden = hidden + injection
+        for layer in self.layers:
+            hidden = layer(hidden)
+        return hidden
+
+
+# ----------------------------------------------------------------------------- state and outputs
+
+
+@dataclass
+class TRMState:
+    """Per-slot carry across supervision steps (detached; no gradient crosses steps).
+
+    `halted[i]` means slot i finished at the previous step and takes a new sample at the next one.
+    """
+
+    y: torch.Tensor  # (B, L_total, D) current answer embedding
+    z: torch.Tensor  # (B, L_total, D) latent reasoning feature
+    steps: torch.Tensor  # (B,) int32 supervision steps taken on the current sample
+    halted: torch.Tensor  # (B,) bool
+    input_ids: torch.Tensor  # (B, seq_len) current question of each slot
+    puzzle_identifiers: torch.Tensor  # (B,) int
+    labels: torch.Tensor | None = None  # (B, seq_len) current answer of each slot
+
+    @property
+    def batch_size(self) -> int:
+        return self.y.shape[0]
+
+    def to(self, device: torch.device | str) -> "TRMState":
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)
+                                if getattr(self, f.name) is not None})
+
+    def index_select(self, index: torch.Tensor) -> "TRMState":
+        """The state of a subset of slots (used to shard or shrink a batch)."""
+        return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)
+                                if getattr(self, f.name) is not None})
+
+
+@dataclass
+class TRMOutput(ModelOutput):
+    """One supervision step. `loss` is the batch mean of lm_loss + w * q_halt_loss per slot."""
+
+    loss: torch.Tensor | None = None
+    lm_loss: torch.Tensor | None = None
+    q_halt_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # (B, seq_len, vocab)
+    q_halt_logits: torch.Tensor | None = None  # (B,) fp32
+    state: TRMState | None = None
+    metrics: dict[str, torch.Tensor] | None = None  # sums over the slots that halted at this step
+
+
+@dataclass
+class TRMSolveOutput(ModelOutput):
+    """The whole refinement loop: final answer, steps used and, optionally, every step's answer."""
+
+    predictions: torch.Tensor | None = None  # (B, seq_len)
+    steps: torch.Tensor | None = None  # (B,) supervision steps each sample used
+    q_halt_logits: torch.Tensor | None = None  # (B,) at the sample's last step
+    trajectory: torch.Tensor | None = None  # (B, max_steps, seq_len); frozen after a sample halts
+    trajectory_q_halt_logits: torch.Tensor | None = None  # (B, max_steps)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class TRMPreTrainedModel(PreTrainedModel):
+    config_class = TRMConfig
+    base_model_prefix = "trm"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["TRMBlock"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            trunc_normal_(module.weight, std=1.0 / math.sqrt(module.in_features))
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            # token and learned-position embeddings; the puzzle table is handled below
+            trunc_normal_(module.weight, std=1.0 / math.sqrt(self.config.hidden_size))
+        elif isinstance(module, RotaryEmbedding):
+            fresh = RotaryEmbedding(module.cos.shape[-1], module.cos.shape[0], self.config.rope_theta)
+            init.copy_(module.cos, fresh.cos)
+            init.copy_(module.sin, fresh.sin)
+        if isinstance(module, TRMForGridReasoning):
+            # halting head starts at sigmoid(-5) ~ 0.007 so an untrained model never halts early
+            init.zeros_(module.q_head.weight)
+            init.constant_(module.q_head.bias, -5.0)
+            init.zeros_(module.puzzle_embedding.weight)
+            trunc_normal_(module.y_init, std=self.config.initializer_range)
+            trunc_normal_(module.z_init, std=self.config.initializer_range)
+
+
+class TRMForGridReasoning(TRMPreTrainedModel):
+    """TRM with its answer head (`lm_head`) and halting head (`q_head`, output 0 = q_halt)."""
+
+    # The trainer carries state across steps and normalises the loss itself.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: TRMConfig) -> None:
+        super().__init__(config)
+        d = config.hidden_size
+        self.embed_scale = math.sqrt(d)
+        self.embed_tokens = nn.Embedding(config.vocab_size, d)
+        # Zero-initialised id table; the vector fills prefix token 0, tokens 1.. are zeros.
+        self.puzzle_embedding = nn.Embedding(config.num_puzzle_identifiers, d)
+        if config.pos_encodings == "learned":
+            self.embed_positions = nn.Embedding(config.total_seq_len, d)
+        self.core = RecursiveCore(config)
+        self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        self.q_head = nn.Linear(d, 2, bias=True)  # [q_halt, q_continue]; TRM uses q_halt only
+        self.y_init = nn.Parameter(torch.empty(d))
+        self.z_init = nn.Parameter(torch.empty(d))
+        self.post_init()
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def check_inputs(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor | None,
+                     labels: torch.Tensor | None = None) -> None:
+        """Fail with a message naming the problem instead of an index error deep inside torch."""
+        cfg = self.config
+        if input_ids.dim() != 2 or input_ids.shape[1] != cfg.seq_len:
+            raise ValueError(f"input_ids must have shape (batch, {cfg.seq_len}), got {tuple(input_ids.shape)}")
+        if input_ids.dtype.is_floating_point:
+            raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size):
+            raise ValueError(
+                f"input_ids contain ids outside the vocabulary [0, {cfg.vocab_size}): "
+                f"min {int(input_ids.min())}, max {int(input_ids.max())}"
+            )
+        if puzzle_identifiers is not None:
+            if puzzle_identifiers.shape != (input_ids.shape[0],):
+                raise ValueError(f"puzzle_identifiers must have shape ({input_ids.shape[0]},), "
+                                 f"got {tuple(puzzle_identifiers.shape)}")
+            if puzzle_identifiers.numel() and (
+                int(puzzle_identifiers.min()) < 0 or int(puzzle_identifiers.max()) >= cfg.num_puzzle_identifiers
+            ):
+                raise ValueError(
+                    f"puzzle_identifiers outside [0, {cfg.num_puzzle_identifiers}): "
+                    f"min {int(puzzle_identifiers.min())}, max {int(puzzle_identifiers.max())}"
+                )
+        if labels is not None:
+            if labels.shape != input_ids.shape:
+                raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, "
+                                 f"got {tuple(labels.shape)}")
+            bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= cfg.vocab_size))
+            if bool(bad.any()):
+                raise ValueError(f"labels contain ids outside [0, {cfg.vocab_size}) that are not -100")
+
+    def embed_inputs(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor) -> torch.Tensor:
+        """x: [puzzle-id prefix ; token embeddings] (+ learned positions), all scaled by sqrt(D)."""
+        embedding = self.embed_tokens(input_ids)  # (B, S, D)
+        if self.config.puzzle_emb_len > 0:
+            prefix = embedding.new_zeros(embedding.shape[0], self.config.puzzle_emb_len, embedding.shape[-1])
+            prefix[:, 0] = self.puzzle_embedding(puzzle_identifiers).to(embedding.dtype)
+            embedding = torch.cat((prefix, embedding), dim=1)  # (B, L, D)
+        if self.config.pos_encodings == "learned":
+            embedding = 0.707106781 * (embedding + self.embed_positions.weight.to(embedding.dtype))
+        return self.embed_scale * embedding
+
+    # -- the recursion (paper Fig. 3) ---------------------------------------------------------
+
+    def latent_recursion(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for _ in range(self.config.L_cycles):
+            z = self.core(z, y + x)  # z <- net(x + y + z)
+        y = self.core(y, z)  # y <- net(y + z): x is not an input
+        return y, z
+
+    def deep_recursion(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            for _ in range(self.config.H_cycles - 1):
+                y, z = self.latent_recursion(x, y, z)
+        return self.latent_recursion(x, y, z)  # only the last cycle builds a graph
+
+    def heads(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Answer logits on the grid positions and q_halt from prefix position 0."""
+        logits = self.lm_head(y[:, self.config.puzzle_emb_len:])  # (B, S, vocab)
+        q_halt_logits = self.q_head(y[:, 0]).float()[:, 0]  # (B,)
+        return logits, q_halt_logits
+
+    def supervision_step(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor):
+        """One deep recursion plus heads; returns the detached new (y, z) and the head outputs."""
+        y, z = self.deep_recursion(x, y, z)
+        logits, q_halt_logits = self.heads(y)
+        return y.detach(), z.detach(), logits, q_halt_logits
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def initial_state(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor | None = None,
+                      labels: torch.Tensor | None = None) -> TRMState:
+        """A state whose every slot is halted, so the next `forward` loads the given batch."""
+        batch = input_ids.shape[0]
+        shape = (batch, self.config.total_seq_len, self.config.hidden_size)
+        device = input_ids.device
+        if puzzle_identifiers is None:
+            puzzle_identifiers = torch.zeros(batch, dtype=torch.long, device=device)
+        return TRMState(
+            y=self.y_init.detach().expand(shape).clone(),
+            z=self.z_init.detach().expand(shape).clone(),
+            steps=torch.zeros(batch, dtype=torch.int32, device=device),
+            halted=torch.ones(batch, dtype=torch.bool, device=device),
+            input_ids=input_ids.clone(),
+            puzzle_identifiers=puzzle_identifiers.clone(),
+            labels=None if labels is None else labels.clone(),
+        )
+
+    def reset_halted(self, state: TRMState, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor,
+                     labels: torch.Tensor | None) -> TRMState:
+        """Halted slots restart from y_init/z_init on the new sample; the others keep theirs."""
+        halted = state.halted
+        row = halted.view(-1, 1)
+        cell = halted.view(-1, 1, 1)
+        y_init = self.y_init.detach().to(state.y.dtype)
+        z_init = self.z_init.detach().to(state.z.dtype)
+        if labels is None:
+            new_labels = state.labels
+        elif state.labels is None:
+            new_labels = labels
+        else:
+            new_labels = torch.where(row, labels, state.labels)
+        return TRMState(
+            y=torch.where(cell, y_init, state.y),
+            z=torch.where(cell, z_init, state.z),
+            steps=torch.where(halted, 0, state.steps),
+            halted=halted,
+            input_ids=torch.where(row, input_ids, state.input_ids),
+            puzzle_identifiers=torch.where(halted, puzzle_identifiers, state.puzzle_identifiers),
+            labels=new_labels,
+        )
+
+    def halting_decision(self, steps: torch.Tensor, q_halt_logits: torch.Tensor,
+                         generator: torch.Generator | None) -> torch.Tensor:
+        """Training: halt at N_sup or when q_halt > 0, unless exploration forces more steps.
+        Evaluation: halt only at N_sup (the paper's protocol)."""
+        max_steps = self.config.halt_max_steps
+        halted = steps >= max_steps
+        if self.training and max_steps > 1:
+            halted = halted | (q_halt_logits > 0)
+            explore = torch.rand(steps.shape, generator=generator, device=steps.device) < self.config.halt_exploration_prob
+            min_steps = torch.randint(2, max_steps + 1, steps.shape, generator=generator, device=steps.device)
+            halted = halted & (steps >= torch.where(explore, min_steps, 0))
+        return halted
+
+    # -- forward: one supervision step ---------------------------------------------------------
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        puzzle_identifiers: torch.Tensor | None = None,
+        state: TRMState | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ) -> TRMOutput:
+        """One supervision step on every slot.
+
+        Rows of `input_ids`/`labels`/`puzzle_identifiers` are read only for slots that halted at the
+        previous step (all slots when `state` is None); the other slots continue their own puzzle.
+        `generator` seeds the exploration draws in training mode.
+        """
+        if puzzle_identifiers is None:
+            puzzle_identifiers = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+        self.check_inputs(input_ids, puzzle_identifiers, labels)
+        if state is None:
+            state = self.initial_state(input_ids, puzzle_identifiers, labels)
+        elif state.batch_size != input_ids.shape[0]:
+            raise ValueError(f"state holds {state.batch_size} slots but input_ids has {input_ids.shape[0]} rows")
+        state = self.reset_halted(state, input_ids, puzzle_identifiers, labels)
+
+        x = self.embed_inputs(state.input_ids, state.puzzle_identifiers)
+        y, z, logits, q_halt_logits = self.supervision_step(x, state.y, state.z)
+
+        with torch.no_grad():
+            steps = state.steps + 1
+            halted = self.halting_decision(steps, q_halt_logits, generator)
+        new_state = TRMState(y=y, z=z, steps=steps, halted=halted, input_ids=state.input_ids,
+                             puzzle_identifiers=state.puzzle_identifiers, labels=state.labels)
+
+        loss = lm_loss = q_halt_loss = metrics = None
+        if state.labels is not None:
+            loss, lm_loss, q_halt_loss, metrics = self.compute_loss(logits, q_halt_logits, state.labels, new_state)
+        return TRMOutput(loss=loss, lm_loss=lm_loss, q_halt_loss=q_halt_loss, logits=logits,
+                         q_halt_logits=q_halt_logits, state=new_state, metrics=metrics)
+
+    def compute_loss(self, logits: torch.Tensor, q_halt_logits: torch.Tensor, labels: torch.Tensor,
+                     state: TRMState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """lm loss (per-sequence mean over scored cells) + w * BCE(q_halt, sequence fully correct),
+        summed over slots and divided by the batch size (the reference divides by the global batch)."""
+        batch = labels.shape[0]
+        valid = labels != IGNORE_INDEX
+        with torch.no_grad():
+            counts = valid.sum(-1)
+            divisor = counts.clamp_min(1)
+            correct = valid & (logits.argmax(-1) == labels)
+            seq_correct = correct.sum(-1) == counts
+            finished = state.halted & (counts > 0)
+            metrics = {
+                "count": finished.sum(),
+                "token_accuracy": torch.where(finished, correct.sum(-1).float() / divisor, 0.0).sum(),
+                "exact_accuracy": (finished & seq_correct).sum(),
+                "q_halt_accuracy": (finished & ((q_halt_logits >= 0) == seq_correct)).sum(),
+                "steps": torch.where(finished, state.steps, 0).sum(),
+            }
+        per_token = (stablemax_cross_entropy if self.config.loss_type == "stablemax" else softmax_cross_entropy)(
+            logits, labels
+        )
+        lm_loss = (per_token.sum(-1) / divisor).sum()
+        q_halt_loss = F.binary_cross_entropy_with_logits(q_halt_logits, seq_correct.to(q_halt_logits.dtype),
+                                                         reduction="sum")
+        total = (lm_loss + self.config.q_halt_loss_weight * q_halt_loss) / batch
+        metrics["lm_loss"] = lm_loss.detach()
+        metrics["q_halt_loss"] = q_halt_loss.detach()
+        return total.float(), (lm_loss / batch).float(), (q_halt_loss / batch).float(), metrics
+
+    # -- inference ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def solve(
+        self,
+        input_ids: torch.Tensor,
+        puzzle_identifiers: torch.Tensor | None = None,
+        max_steps: int | None = None,
+        halting: str = "act",
+        return_trajectory: bool = False,
+    ) -> TRMSolveOutput:
+        """Refine answers for up to `max_steps` supervision steps (default `halt_max_steps`).
+
+        `halting="act"` stops a sample once q_halt > 0 and removes it from the batch, so later steps
+        only compute the rest; `halting="max"` runs every step (the paper's evaluation protocol).
+        """
+        if halting not in ("act", "max"):
+            raise ValueError(f"halting must be 'act' or 'max', got {halting!r}")
+        max_steps = self.config.halt_max_steps if max_steps is None else int(max_steps)
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        batch = input_ids.shape[0]
+        device = input_ids.device
+        if puzzle_identifiers is None:
+            puzzle_identifiers = torch.zeros(batch, dtype=torch.long, device=device)
+        self.check_inputs(input_ids, puzzle_identifiers)
+
+        state = self.initial_state(input_ids, puzzle_identifiers)
+        x = self.embed_inputs(input_ids, puzzle_identifiers)
+        y, z = state.y, state.z
+        predictions = torch.zeros_like(input_ids)
+        steps = torch.zeros(batch, dtype=torch.int32, device=device)
+        q_final = torch.zeros(batch, dtype=torch.float32, device=device)
+        trajectory = torch.zeros(batch, max_steps, input_ids.shape[1], dtype=input_ids.dtype, device=device) \
+            if return_trajectory else None
+        trajectory_q = torch.zeros(batch, max_steps, dtype=torch.float32, device=device) if return_trajectory else None
+
+        active = torch.arange(batch, device=device)  # original rows still refining
+        for step in range(1, max_steps + 1):
+            y, z, logits, q_halt = self.supervision_step(x, y, z)
+            answer = logits.argmax(-1).to(input_ids.dtype)
+            predictions[active] = answer
+            q_final[active] = q_halt
+            steps[active] = step
+            if return_trajectory:
+                trajectory[active, step - 1:] = answer.unsqueeze(1)
+                trajectory_q[active, step - 1:] = q_halt.unsqueeze(1)
+            if halting == "act" and step < max_steps:
+                keep = q_halt <= 0
+                if not bool(keep.all()):
+                    active, x, y, z = active[keep], x[keep], y[keep], z[keep]
+                if active.numel() == 0:
+                    break
+        return TRMSolveOutput(predictions=predictions, steps=steps, q_halt_logits=q_final,
+                              trajectory=trajectory, trajectory_q_halt_logits=trajectory_q)
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    def num_reference_parameters(self) -> int:
+        """Parameters counted as the reference counts them: without the puzzle table and y/z_init."""
+        skip = ("puzzle_embedding.", "y_init", "z_init")
+        return sum(p.numel() for name, p in self.named_parameters() if not name.startswith(skip))
+
+
+AutoConfig.register("trm", TRMConfig, exist_ok=True)
+AutoModel.register(TRMConfig, TRMForGridReasoning, exist_ok=True)
+TRMConfig.register_for_auto_class()
+TRMForGridReasoning.register_for_auto_class("AutoModel")
+
+__all__ = [
+    "TRMForGridReasoning", "TRMPreTrainedModel", "TRMState", "TRMOutput", "TRMSolveOutput",
+    "RecursiveCore", "stablemax_cross_entropy", "log_stablemax", "rms_norm",
+]
