@@ -396,8 +396,9 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         halted = state.halted
         row = halted.view(-1, 1)
         cell = halted.view(-1, 1, 1)
-        y_init = self.y_init.detach().to(state.y.dtype)
-        z_init = self.z_init.detach().to(state.z.dtype)
+        # not detached: with T = 1 the initial states do get a gradient (with T > 1 the no-grad cycles cut it)
+        y_init = self.y_init.to(state.y.dtype)
+        z_init = self.z_init.to(state.z.dtype)
         if labels is None:
             new_labels = state.labels
         elif state.labels is None:

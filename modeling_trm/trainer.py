@@ -1,0 +1,418 @@
+"""`TRMTrainer`: deep supervision on `transformers.Trainer` (paper §4.1 and the reference training loop).
+
+Each Trainer step is one supervision step for every slot of the batch: one forward, one backward,
+one optimizer step. The per-slot state (carry) persists across steps; slots that halted take the
+next samples from a seeded stream, the others keep refining their own puzzle, so the batch stays
+full and no sample is dropped. Evaluation and the saved model use an EMA of the weights.
+
+The Trainer's own dataloader is only a clock that sets the number of steps per epoch (dataset rows
+divided by the global batch, as the reference counts epochs); the samples come from `SampleStream`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .modeling_trm import IGNORE_INDEX, TRMForGridReasoning, TRMState
+from .optim import EMAWeights, TRMOptimizer, build_param_groups
+
+RAW_WEIGHTS_NAME = "raw_model.safetensors"  # checkpoint: the non-EMA weights, to resume training
+CARRY_NAME = "trm_carry_rank{rank}.pt"  # checkpoint: carry, sample stream and counters of one rank
+COMPLETE_MARKER = "trm_checkpoint_complete"  # written last: a checkpoint without it is partial
+MODEL_COLUMNS = ("input_ids", "labels", "puzzle_identifiers")
+
+
+def cpu_supports_bf16() -> bool:
+    """bf16 autocast pays off on CPUs with bf16 matrix units (AVX512-BF16 / AMX)."""
+    checker = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool((checker and checker()) or (amx and amx()))
+
+
+@dataclass
+class TRMTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the TRM recipe's defaults (reference §4) and its extra knobs."""
+
+    learning_rate: float = field(default=1e-4, metadata={"help": "Reference LR for all weights."})
+    weight_decay: float = field(default=1.0, metadata={"help": "Decoupled weight decay (Sudoku/maze 1.0, ARC 0.1)."})
+    adam_beta1: float = 0.9
+    adam_beta2: float = field(default=0.95, metadata={"help": "Reference betas (0.9, 0.95)."})
+    max_grad_norm: float = field(default=0.0, metadata={"help": "The reference does not clip gradients."})
+    lr_scheduler_type: str = field(default="constant_with_warmup", metadata={"help": "Warm-up then constant."})
+    warmup_steps: float = field(default=2000, metadata={"help": "Reference warm-up steps."})
+    ema_decay: float = field(default=0.999, metadata={"help": "EMA of weights; 0 disables EMA."})
+    puzzle_emb_lr: float = field(default=1e-4, metadata={"help": "Sign-SGD LR of the puzzle-id table (ARC 1e-2)."})
+    puzzle_emb_weight_decay: float = field(default=1.0, metadata={"help": "Its decoupled decay (ARC 0.1)."})
+    trm_optimizer: str = field(default="adamw", metadata={"help": "'adamw' or 'adam_atan2' (the reference rule)."})
+    eval_halting: str = field(default="max", metadata={"help": "'max' (paper protocol), 'act', or 'both'."})
+    eval_max_steps: int | None = field(default=None, metadata={"help": "Supervision steps at evaluation."})
+    auto_bf16: bool = field(default=True, metadata={"help": "Enable bf16 autocast when the hardware has bf16 units."})
+
+    def __post_init__(self) -> None:
+        if self.trm_optimizer not in ("adamw", "adam_atan2"):
+            raise ValueError(f"trm_optimizer must be 'adamw' or 'adam_atan2', got {self.trm_optimizer!r}")
+        if self.eval_halting not in ("max", "act", "both"):
+            raise ValueError(f"eval_halting must be 'max', 'act' or 'both', got {self.eval_halting!r}")
+        if self.auto_bf16 and not self.bf16 and not self.fp16 and not self.use_cpu and torch.cuda.is_available():
+            self.bf16 = torch.cuda.is_bf16_supported()
+        elif self.auto_bf16 and not self.bf16 and not self.fp16 and not torch.cuda.is_available():
+            self.bf16 = cpu_supports_bf16()
+        super().__post_init__()
+
+
+class SampleStream:
+    """Seeded, resumable stream of dataset rows for one rank: a fresh permutation every epoch."""
+
+    def __init__(self, dataset: Any, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        if len(dataset) < world_size:
+            raise ValueError(f"the training set has {len(dataset)} rows, fewer than {world_size} processes")
+        missing = [c for c in MODEL_COLUMNS if c not in dataset.column_names]
+        if missing:
+            raise ValueError(f"the training set lacks columns {missing}; it has {dataset.column_names}")
+        self.dataset = dataset.with_format("torch", columns=list(MODEL_COLUMNS))
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch, self.position = 0, 0
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        permutation = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.dataset))
+        usable = len(permutation) - len(permutation) % self.world_size  # every rank gets as many rows
+        return permutation[:usable][self.rank::self.world_size]
+
+    def take(self, count: int) -> dict[str, torch.Tensor]:
+        indices: list[int] = []
+        while len(indices) < count:
+            if self.position == len(self._order):
+                self.epoch, self.position = self.epoch + 1, 0
+                self._order = self._epoch_order()
+            grab = min(count - len(indices), len(self._order) - self.position)
+            indices.extend(self._order[self.position:self.position + grab].tolist())
+            self.position += grab
+        rows = self.dataset[indices]
+        return {name: torch.as_tensor(rows[name]) for name in MODEL_COLUMNS}
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position, self.seed = state["epoch"], state["position"], state["seed"]
+        self._order = self._epoch_order()
+
+
+class _StepClock(Dataset):
+    """The Trainer's dataloader: one item per micro-step; the data itself comes from `SampleStream`."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, int]:
+        return {"trm_step": index}
+
+
+def _first_item(items: list[dict[str, int]]) -> dict[str, int]:
+    return items[0]
+
+
+class _EMACallback(TrainerCallback):
+    def __init__(self, trainer: "TRMTrainer") -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):  # after optimizer.step and zero_grad
+        if self.trainer.ema is not None:
+            self.trainer.ema.update(self.trainer.model)
+        return control
+
+
+class TRMTrainer(Trainer):
+    """Trainer for `TRMForGridReasoning` with deep supervision, a persistent carry and EMA weights."""
+
+    def __init__(self, model: TRMForGridReasoning | None = None, args: TRMTrainingArguments | None = None,
+                 **kwargs: Any) -> None:
+        if args is None:
+            args = TRMTrainingArguments(output_dir="trm_output")
+        if not isinstance(args, TRMTrainingArguments):
+            raise TypeError("TRMTrainer needs TRMTrainingArguments (it carries the EMA and puzzle-embedding knobs)")
+        super().__init__(model=model, args=args, **kwargs)
+        self._freeze_unreachable_parameters()
+        self.ema = EMAWeights(self.model, args.ema_decay) if args.ema_decay > 0 else None
+        self.add_callback(_EMACallback(self))
+        self.stream: SampleStream | None = None
+        self.carries: list[TRMState | None] = [None] * args.gradient_accumulation_steps
+        self._micro_step = 0
+        self.generator = torch.Generator(device=self.args.device)
+        self.generator.manual_seed(args.seed + self.args.process_index)
+        self.samples_started = 0
+        self.samples_finished = 0
+        self._metric_sums: dict[str, torch.Tensor] = {}
+
+    # -- setup -----------------------------------------------------------------------------------
+
+    def _freeze_unreachable_parameters(self) -> None:
+        """Parameters no gradient can reach would stall DDP; under the 1-step gradient (T > 1) the
+        initial states only enter through no-grad cycles, and without a prefix the id table is unused."""
+        model = self.model
+        if model.config.H_cycles > 1:
+            model.y_init.requires_grad_(False)
+            model.z_init.requires_grad_(False)
+        if model.config.puzzle_emb_len == 0:
+            model.puzzle_embedding.weight.requires_grad_(False)
+
+    def _global_batch_size(self) -> int:
+        return self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+
+    def get_train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            raise ValueError("TRMTrainer: training requires a train_dataset")
+        if self.stream is None:
+            self.stream = SampleStream(self.train_dataset, self.args.seed, self.args.process_index,
+                                       self.args.world_size)
+        updates_per_epoch = max(1, math.ceil(len(self.train_dataset) / self._global_batch_size()))
+        clock = _StepClock(updates_per_epoch * self.args.gradient_accumulation_steps)
+        return DataLoader(clock, batch_size=1, shuffle=False, collate_fn=_first_item)
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            args = self.args
+            groups = build_param_groups(
+                self.model, lr=args.learning_rate, weight_decay=args.weight_decay,
+                puzzle_emb_lr=args.puzzle_emb_lr, puzzle_emb_weight_decay=args.puzzle_emb_weight_decay,
+                rule=args.trm_optimizer, betas=(args.adam_beta1, args.adam_beta2),
+            )
+            self.optimizer = TRMOptimizer(groups, lr=args.learning_rate, eps=args.adam_epsilon)
+        return self.optimizer
+
+    # -- one supervision step --------------------------------------------------------------------
+
+    def _next_batch(self, carry: TRMState | None) -> tuple[dict[str, torch.Tensor], int]:
+        """Full-size batch whose rows for halted slots hold new samples (other rows are ignored)."""
+        size = self.args.per_device_train_batch_size
+        if carry is None:
+            return self.stream.take(size), size
+        halted = carry.halted.nonzero().squeeze(-1).cpu()
+        batch = {"input_ids": carry.input_ids.clone(), "labels": carry.labels.clone(),
+                 "puzzle_identifiers": carry.puzzle_identifiers.clone()}
+        if halted.numel():
+            fresh = self.stream.take(halted.numel())
+            for name in MODEL_COLUMNS:
+                batch[name][halted.to(batch[name].device)] = fresh[name].to(batch[name].device, batch[name].dtype)
+        return batch, int(halted.numel())
+
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        shard = self._micro_step % self.args.gradient_accumulation_steps
+        self._micro_step += 1
+        carry = self.carries[shard]
+        batch, started = self._next_batch(carry)
+        batch = {name: tensor.to(self.args.device) for name, tensor in batch.items()}
+        batch["input_ids"] = batch["input_ids"].long()
+        batch["labels"] = batch["labels"].long()
+        batch["puzzle_identifiers"] = batch["puzzle_identifiers"].long()
+
+        model.train()
+        with self.compute_loss_context_manager():
+            outputs = model(**batch, state=carry, generator=self.generator)
+        # `outputs.loss` is the mean over this shard's slots; dividing by the number of shards makes the
+        # accumulated gradient the mean over the global batch (DDP averages across processes).
+        loss = outputs.loss / self.args.gradient_accumulation_steps
+        self.accelerator.backward(loss)
+
+        self.carries[shard] = outputs.state
+        self.samples_started += started
+        self.samples_finished += int(outputs.state.halted.sum())
+        for name, value in outputs.metrics.items():
+            self._metric_sums[name] = self._metric_sums.get(name, 0) + value.detach().double()
+        self._metric_sums["slots"] = self._metric_sums.get("slots", 0) + float(outputs.state.batch_size)
+        return loss.detach()
+
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        from .flops import training_step_flops
+
+        return training_step_flops(self.model.config, self.args.per_device_train_batch_size)
+
+    # -- logging ---------------------------------------------------------------------------------
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._metric_sums:
+            names = sorted(self._metric_sums)
+            sums = torch.stack([torch.as_tensor(self._metric_sums[n], dtype=torch.float64) for n in names])
+            sums = self.accelerator.reduce(sums.to(self.args.device), reduction="sum")
+            total = dict(zip(names, sums.tolist()))
+            count = max(total.get("count", 0.0), 1.0)
+            slots = max(total.get("slots", 0.0), 1.0)
+            logs["lm_loss"] = total["lm_loss"] / slots
+            logs["q_halt_loss"] = total["q_halt_loss"] / slots
+            logs["token_accuracy"] = total["token_accuracy"] / count
+            logs["exact_accuracy"] = total["exact_accuracy"] / count
+            logs["q_halt_accuracy"] = total["q_halt_accuracy"] / count
+            logs["mean_halt_steps"] = total["steps"] / count
+            logs["samples_finished_since_log"] = total["count"]
+            started = self.accelerator.reduce(torch.tensor([self.samples_started, self.samples_finished],
+                                                           dtype=torch.float64, device=self.args.device), "sum")
+            logs["samples_started"], logs["samples_finished"] = started.tolist()
+            self._metric_sums = {}
+        super().log(logs, start_time)
+
+    # -- evaluation: solve with EMA weights ------------------------------------------------------
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("TRMTrainer.evaluate needs an eval_dataset")
+        if isinstance(dataset, dict):
+            metrics: dict[str, float] = {}
+            for name, part in dataset.items():
+                metrics.update(self.evaluate(part, ignore_keys, f"{metric_key_prefix}_{name}"))
+            return metrics
+        start = time.time()
+        modes = ("max", "act") if self.args.eval_halting == "both" else (self.args.eval_halting,)
+        model = self.model
+        was_training = model.training
+        model.eval()
+        metrics = {}
+        context = self.ema.applied_to(model) if self.ema is not None else _nullcontext()
+        with context:
+            for mode in modes:
+                scores = self._solve_and_score(dataset, mode)
+                suffix = "" if len(modes) == 1 else f"_{mode}"
+                for key, value in scores.items():
+                    metrics[f"{metric_key_prefix}_{key}{suffix}"] = value
+        model.train(was_training)
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 4)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    @torch.no_grad()
+    def _solve_and_score(self, dataset: Any, halting: str) -> dict[str, float]:
+        """Exact and token accuracy and mean steps over this rank's share, summed across ranks."""
+        rows = dataset.with_format("torch", columns=list(MODEL_COLUMNS))
+        indices = list(range(self.args.process_index, len(rows), self.args.world_size))
+        batch_size = self.args.per_device_eval_batch_size
+        sums = torch.zeros(4, dtype=torch.float64)  # exact, token accuracy, steps, count
+        for start in range(0, len(indices), batch_size):
+            part = rows[indices[start:start + batch_size]]
+            input_ids = torch.as_tensor(part["input_ids"]).long().to(self.args.device)
+            labels = torch.as_tensor(part["labels"]).long().to(self.args.device)
+            pids = torch.as_tensor(part["puzzle_identifiers"]).long().to(self.args.device)
+            with self.autocast_smart_context_manager():
+                out = self.model.solve(input_ids, puzzle_identifiers=pids, halting=halting,
+                                       max_steps=self.args.eval_max_steps)
+            valid = labels != IGNORE_INDEX
+            correct = (out.predictions == labels) & valid
+            counts = valid.sum(-1).clamp_min(1)
+            sums += torch.tensor([
+                float((correct.sum(-1) == valid.sum(-1)).sum()),
+                float((correct.sum(-1).double() / counts).sum()),
+                float(out.steps.sum()),
+                float(len(labels)),
+            ], dtype=torch.float64)
+        sums = self.accelerator.reduce(sums.to(self.args.device), reduction="sum").cpu()
+        count = max(float(sums[3]), 1.0)
+        return {"exact_accuracy": float(sums[0]) / count, "token_accuracy": float(sums[1]) / count,
+                "mean_steps": float(sums[2]) / count, "num_examples": int(sums[3])}
+
+    # -- saving and resuming ---------------------------------------------------------------------
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Saved models carry the EMA weights (what the paper evaluates)."""
+        if state_dict is None and self.ema is not None:
+            state_dict = self.ema.state_dict_for(self.model)
+        super()._save(output_dir, state_dict=state_dict)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        output_dir = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        os.makedirs(output_dir, exist_ok=True)
+        if self.args.should_save:
+            raw = {name: tensor.detach().contiguous().cpu() for name, tensor in self.model.state_dict().items()}
+            _atomic_save(lambda path: save_file(raw, path), os.path.join(output_dir, RAW_WEIGHTS_NAME))
+        carry = {
+            "carries": [None if c is None else c.to("cpu") for c in self.carries],
+            "micro_step": self._micro_step,
+            "stream": None if self.stream is None else self.stream.state_dict(),
+            "generator": self.generator.get_state(),
+            "samples_started": self.samples_started,
+            "samples_finished": self.samples_finished,
+            "metric_sums": self._metric_sums,
+        }
+        path = os.path.join(output_dir, CARRY_NAME.format(rank=self.args.process_index))
+        _atomic_save(lambda p: torch.save(carry, p), path)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            with open(os.path.join(output_dir, COMPLETE_MARKER), "w") as handle:
+                json.dump({"global_step": self.state.global_step}, handle)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """model.safetensors holds the EMA weights: load them as the EMA, then the raw weights."""
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        target = self.model if model is None else model
+        if self.ema is not None:
+            self.ema = EMAWeights(target, self.ema.decay)  # shadow <- the checkpoint's EMA weights
+        raw_path = os.path.join(resume_from_checkpoint, RAW_WEIGHTS_NAME)
+        if os.path.exists(raw_path):
+            target.load_state_dict(load_file(raw_path), strict=True)
+        carry_path = os.path.join(resume_from_checkpoint, CARRY_NAME.format(rank=self.args.process_index))
+        if not os.path.exists(carry_path):
+            raise FileNotFoundError(f"{carry_path} is missing: cannot resume the deep-supervision carry exactly")
+        carry = torch.load(carry_path, weights_only=False)
+        self.carries = [None if c is None else c.to(self.args.device) for c in carry["carries"]]
+        self._micro_step = carry["micro_step"]
+        if carry["stream"] is not None:
+            if self.stream is None:
+                self.stream = SampleStream(self.train_dataset, self.args.seed, self.args.process_index,
+                                           self.args.world_size)
+            self.stream.load_state_dict(carry["stream"])
+        self.generator.set_state(carry["generator"])
+        self.samples_started = carry["samples_started"]
+        self.samples_finished = carry["samples_finished"]
+        self._metric_sums = carry["metric_sums"]
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"no complete checkpoint in {self.args.output_dir} to resume from")
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` folder that finished writing (has the completion marker)."""
+    if not os.path.isdir(output_dir):
+        return None
+    found = []
+    for name in os.listdir(output_dir):
+        path = os.path.join(output_dir, name)
+        if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and os.path.exists(os.path.join(path, COMPLETE_MARKER)):
+            try:
+                found.append((int(name.rsplit("-", 1)[1]), path))
+            except ValueError:
+                continue
+    return max(found)[1] if found else None
+
+
+def _atomic_save(write, path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
