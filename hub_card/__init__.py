@@ -1,0 +1,1 @@
+"""Model card of published TRM checkpoints (installed as `modeling_trm.hub_card`)."""
