@@ -5,18 +5,28 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import train_cli
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trm", description="Tiny Recursive Model tools")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    # Each area adds its own subcommands; imports stay explicit so a reader sees every command here.
+    train_cli.add_subcommands(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    args, extra = parser.parse_known_args(argv)
+    try:
+        if getattr(args, "accepts_overrides", False):
+            return int(args.func(args, extra) or 0)
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"trm {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,156 @@
+"""`trm train --recipe NAME [--key value ...] --output-dir DIR`: build/load data, train, evaluate, save.
+
+The same command runs under `torchrun --nproc_per_node N $(which trm) train ...` and
+`accelerate launch $(which trm) train ...`: the global batch of the recipe is split over processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from .recipes_io import available_recipes, load_recipe
+
+# Keys of a recipe's "training" section that are not TrainingArguments fields.
+RECIPE_ONLY_KEYS = ("global_batch_size", "epochs", "eval_interval_epochs", "eval_limit")
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a TRM from a recipe",
+        description="Train with a recipe from configuration/. Extra '--key value' pairs override the recipe: "
+                    "training keys (e.g. --max-steps 20 --learning-rate 3e-4), 'model.KEY' for the model config "
+                    "(e.g. --model.hidden-size 128), 'data.KEY' for the dataset build.",
+    )
+    parser.add_argument("--recipe", required=True, help=f"one of {available_recipes()} or a JSON path")
+    parser.add_argument("--output-dir", required=True, help="checkpoints, final EMA model and results go here")
+    parser.add_argument("--dataset", help="a dataset folder built by 'trm data build/generate' (skips building)")
+    parser.add_argument("--csv-dir", help="local folder with the source CSVs (Sudoku-Extreme / Maze-Hard)")
+    parser.add_argument("--resume", action="store_true", help="resume from the last complete checkpoint")
+    parser.set_defaults(func=run_train, accepts_overrides=True)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """`--a-b 1 --model.c x` -> {"training": {"a_b": 1}, "model": {"c": "x"}, "data": {}}."""
+    overrides: dict[str, dict[str, Any]] = {"training": {}, "model": {}, "data": {}}
+    if len(pairs) % 2:
+        raise ValueError(f"overrides must be '--key value' pairs, got {pairs}")
+    for key, raw in zip(pairs[::2], pairs[1::2]):
+        if not key.startswith("--"):
+            raise ValueError(f"expected an option like --max-steps, got {key!r}")
+        name = key[2:].replace("-", "_")
+        section = "training"
+        if "." in name:
+            section, name = name.split(".", 1)
+            if section not in ("model", "data"):
+                raise ValueError(f"unknown override section {section!r} in {key}; use model.KEY or data.KEY")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        overrides[section][name] = value
+    return overrides
+
+
+def apply_overrides(recipe: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from .trainer import TRMTrainingArguments
+
+    recipe = json.loads(json.dumps(recipe))  # deep copy
+    known = {f.name for f in dataclasses.fields(TRMTrainingArguments)} | set(RECIPE_ONLY_KEYS)
+    unknown = sorted(set(overrides["training"]) - known)
+    if unknown:
+        raise ValueError(f"unknown training keys {unknown}; they are neither TrainingArguments fields nor {RECIPE_ONLY_KEYS}")
+    recipe["training"].update(overrides["training"])
+    recipe["model"].setdefault("overrides", {}).update(overrides["model"])
+    recipe["data"].setdefault("args", {}).update(overrides["data"])
+    return recipe
+
+
+def run_train(args: argparse.Namespace, extra: list[str] | None = None) -> int:
+    recipe = apply_overrides(load_recipe(args.recipe), parse_overrides(extra or []))
+    results = train_from_recipe(recipe, Path(args.output_dir), dataset_dir=args.dataset, csv_dir=args.csv_dir,
+                                resume=args.resume)
+    print(json.dumps(results["metrics"], indent=2))
+    return 0
+
+
+def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str | None = None,
+                      csv_dir: str | None = None, resume: bool = False) -> dict[str, Any]:
+    """The whole run; returns the final evaluation (also written to OUTPUT_DIR/model/results.json)."""
+    import torch
+
+    from .configuration_trm import TRMConfig
+    from .data.metadata import load_trm_dataset
+    from .modeling_trm import TRMForGridReasoning
+    from .trainer import TRMTrainer, TRMTrainingArguments
+
+    if dataset_dir is None:
+        dataset_dir = str(output_dir / "dataset")
+        if not os.path.isdir(dataset_dir):
+            build_recipe_dataset(recipe, dataset_dir, csv_dir)
+    dataset, metadata = load_trm_dataset(dataset_dir)
+
+    config = TRMConfig.from_preset(recipe["model"]["preset"], **recipe["model"].get("overrides", {}))
+    metadata.apply_to(config)
+    model = TRMForGridReasoning(config)
+
+    training = dict(recipe["training"])
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    accumulation = int(training.get("gradient_accumulation_steps", 1))
+    global_batch = int(training.pop("global_batch_size"))
+    if global_batch % (world_size * accumulation):
+        raise ValueError(f"global_batch_size {global_batch} is not divisible by {world_size} processes x "
+                         f"{accumulation} accumulation steps")
+    groups = count_groups(dataset["train"])
+    epochs = training.pop("epochs", None)
+    eval_interval_epochs = training.pop("eval_interval_epochs", None)
+    eval_limit = training.pop("eval_limit", None)
+    if "max_steps" not in training:
+        if epochs is None:
+            raise ValueError("the recipe needs 'max_steps' or 'epochs' in its training section")
+        training["max_steps"] = math.ceil(epochs * groups / global_batch)  # the reference's count
+    if eval_interval_epochs and "eval_steps" not in training:
+        training["eval_steps"] = max(1, math.ceil(eval_interval_epochs * groups / global_batch))
+    if training.get("eval_steps"):
+        training.setdefault("eval_strategy", "steps")
+        training.setdefault("save_strategy", "steps")
+        training.setdefault("save_steps", training["eval_steps"])
+    training.setdefault("save_total_limit", 2)
+    training.setdefault("report_to", [])
+    training.setdefault("logging_steps", 10)
+    eval_split = dataset["test"]
+    if eval_limit is not None:
+        eval_split = eval_split.select(range(min(int(eval_limit), len(eval_split))))
+
+    targs = TRMTrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=global_batch // (world_size * accumulation),
+                                 **training)
+    trainer = TRMTrainer(model=model, args=targs, train_dataset=dataset["train"], eval_dataset=eval_split)
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    metrics = trainer.evaluate(eval_split)
+    model_dir = output_dir / "model"
+    trainer.save_model(str(model_dir))
+    results = {"recipe": recipe["name"], "metrics": metrics, "train_samples_started": trainer.samples_started,
+               "train_samples_finished": trainer.samples_finished, "global_step": trainer.state.global_step,
+               "torch_num_threads": torch.get_num_threads()}
+    if trainer.is_world_process_zero():
+        (model_dir / "train_results.json").write_text(json.dumps(results, indent=2))
+        (model_dir / "recipe.json").write_text(json.dumps(recipe, indent=2))
+    return results
+
+
+def count_groups(train: Any) -> int:
+    """Original puzzles in the training set (an epoch in the reference visits each group once)."""
+    if "group" in train.column_names:
+        return len(set(train["group"]))
+    return len(train)
+
+
+def build_recipe_dataset(recipe: dict[str, Any], out_dir: str, csv_dir: str | None) -> None:
+    from .data import cli as data_cli
+
+    data_cli.build_from_recipe(recipe["data"], out_dir, csv_dir=csv_dir)
