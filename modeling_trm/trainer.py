@@ -67,8 +67,10 @@ class TRMTrainingArguments(TrainingArguments):
             raise ValueError(f"eval_halting must be 'max', 'act' or 'both', got {self.eval_halting!r}")
         if self.auto_bf16 and not self.bf16 and not self.fp16 and not self.use_cpu and torch.cuda.is_available():
             self.bf16 = torch.cuda.is_bf16_supported()
-        elif self.auto_bf16 and not self.bf16 and not self.fp16 and not torch.cuda.is_available():
-            self.bf16 = cpu_supports_bf16()
+        elif self.auto_bf16 and not self.bf16 and not self.fp16 and not torch.cuda.is_available() \
+                and not torch.backends.mps.is_available() and cpu_supports_bf16():
+            self.bf16 = True
+            self.use_cpu = True  # transformers only accepts bf16 without a GPU when told it trains on CPU
         super().__post_init__()
 
 

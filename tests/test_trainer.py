@@ -233,3 +233,16 @@ def test_evaluate_solves_with_ema_weights_and_reports_accuracy(tmp_path) -> None
     token = (((out.predictions == labels) & valid).sum(-1) / valid.sum(-1)).mean().item()
     assert metrics["eval_exact_accuracy_max"] == pytest.approx(exact)
     assert metrics["eval_token_accuracy_max"] == pytest.approx(token)
+
+
+def test_bf16_autocast_is_the_default_where_the_cpu_has_bf16_units(tmp_path) -> None:
+    from modeling_trm.trainer import cpu_supports_bf16
+
+    model = tiny_model()
+    dtypes = []
+    model.lm_head.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    trainer = make_trainer(tmp_path, model=model, max_steps=1, auto_bf16=True)
+    assert trainer.args.bf16 == (cpu_supports_bf16() and not torch.cuda.is_available())
+    trainer.train()
+    assert dtypes[0] == (torch.bfloat16 if trainer.args.bf16 else torch.float32)
+    assert make_trainer(tmp_path, max_steps=1, auto_bf16=False).args.bf16 is False
