@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, train_cli
+from . import demo, solve_cli, train_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trm", description="Tiny Recursive Model tools")
     subparsers = parser.add_subparsers(dest="command", required=True)
     demo.add_subcommands(subparsers)
+    solve_cli.add_subcommands(subparsers)
     train_cli.add_subcommands(subparsers)
     return parser
 

@@ -1,0 +1,96 @@
+"""`trm solve MODEL [FILE]`: read puzzles (Sudoku-Extreme CSV or one puzzle string per line), print answers.
+
+Each puzzle is a string of `seq_len` symbols of the model's own vocabulary (`config.id_to_symbol`),
+row by row; for Sudoku, `0` is accepted as a blank besides `.`. Blank lines and `#` comments are
+skipped. A malformed line is reported with its line number and nothing is solved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from typing import Any, TextIO
+
+import torch
+
+CSV_HEADER = ("source", "question", "answer", "rating")
+
+
+class PuzzleInputError(ValueError):
+    """A puzzle line that does not fit the model (length or symbols); names the line."""
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("solve", help="solve puzzles from a file or stdin with a trained model")
+    parser.add_argument("model", help="model folder or Hub repo id")
+    parser.add_argument("file", nargs="?", help="puzzles file (CSV with a 'question' column, or one per line); "
+                                                "default: stdin")
+    parser.add_argument("--halting", choices=("act", "max"), default="act")
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--grid", action="store_true", help="print each answer as a grid instead of one line")
+    parser.set_defaults(func=run_solve)
+
+
+def symbol_lookup(config: Any) -> dict[str, int]:
+    """Single-character symbols of the vocabulary (PAD and EOS never appear in a question)."""
+    lookup = {symbol: index for index, symbol in enumerate(config.id_to_symbol) if len(symbol) == 1}
+    if config.task == "sudoku" and config.blank_token_id is not None:
+        lookup.setdefault("0", config.blank_token_id)
+    return lookup
+
+
+def read_puzzles(stream: TextIO, config: Any, name: str = "<stdin>") -> list[list[int]]:
+    """Token ids of every puzzle in `stream`; raises `PuzzleInputError` naming the first bad line."""
+    text = stream.read()
+    lookup = symbol_lookup(config)
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), "")
+    if first.strip().split(",")[:2] == list(CSV_HEADER[:2]):
+        reader = csv.DictReader(io.StringIO(text))
+        entries = [(reader.line_num, row.get("question") or "") for row in reader]
+    else:
+        entries = [(number, line.rstrip("\r\n")) for number, line in enumerate(lines, start=1)
+                   if line.strip() and not line.lstrip().startswith("#")]
+    puzzles = []
+    for number, question in entries:
+        if config.task == "sudoku":
+            question = question.strip()  # Sudoku strings have no meaningful spaces (maze strings do)
+        if len(question) != config.seq_len:
+            raise PuzzleInputError(f"{name} line {number}: expected {config.seq_len} symbols, got {len(question)}")
+        unknown = sorted({c for c in question if c not in lookup})
+        if unknown:
+            raise PuzzleInputError(f"{name} line {number}: symbols {unknown} are not in the model's vocabulary "
+                                   f"{sorted(lookup)}")
+        puzzles.append([lookup[c] for c in question])
+    if not puzzles:
+        raise PuzzleInputError(f"{name}: no puzzles found")
+    return puzzles
+
+
+def render_answer(tokens: list[int], config: Any, as_grid: bool) -> str:
+    symbols = [symbol if len(symbol) == 1 else "?" for symbol in config.id_to_symbol]
+    text = "".join(symbols[t] for t in tokens)
+    if not as_grid:
+        return text
+    cols = config.grid_shape[1]
+    return "\n".join(" ".join(text[i:i + cols]) for i in range(0, len(text), cols)) + "\n"
+
+
+def run_solve(args: argparse.Namespace) -> int:
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
+    if args.file:
+        with open(args.file) as handle:
+            puzzles = read_puzzles(handle, model.config, args.file)
+    else:
+        puzzles = read_puzzles(sys.stdin, model.config)
+    ids = torch.tensor(puzzles)
+    for start in range(0, len(ids), args.batch_size):
+        out = model.solve(ids[start:start + args.batch_size], halting=args.halting, max_steps=args.max_steps)
+        for answer in out.predictions.tolist():
+            print(render_answer(answer, model.config, args.grid))
+    return 0
