@@ -6,11 +6,13 @@ import argparse
 import sys
 
 from . import demo, solve_cli, train_cli
+from .data import cli as data_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trm", description="Tiny Recursive Model tools")
     subparsers = parser.add_subparsers(dest="command", required=True)
+    data_cli.add_subcommands(subparsers)
     demo.add_subcommands(subparsers)
     solve_cli.add_subcommands(subparsers)
     train_cli.add_subcommands(subparsers)

@@ -9,4 +9,6 @@ so `modeling_trm.data.arc_augment` stays a cheap numpy-only import for the metri
 - `generate_sudoku`, `generate_maze`: offline generators writing the Sudoku-Extreme CSV schema.
 - `sudoku_solver`: the backtracking solver behind the generator's uniqueness check and rating.
 - `cli`: `trm data build ...` and `trm data generate ...`.
+- helpers: `puzzle_csv` (the shared CSV schema), `csv_source` (local folder or Hub download),
+  `tables` (numpy columns -> `datasets.Dataset`), `atomic` (temp-then-rename outputs), `errors`.
 """

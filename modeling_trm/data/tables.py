@@ -8,6 +8,7 @@ seconds (`Dataset.from_dict` on nested lists would take minutes).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+import uuid
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,9 @@ def dataset_from_chunks(chunks: Iterable[Mapping[str, np.ndarray | Sequence[Any]
     schema = features.arrow_schema
     batches = [_record_batch(chunk, features, schema) for chunk in chunks]
     table = pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
-    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features))
+    # An explicit fingerprint: by default `datasets` hashes an in-memory table by serialising all of
+    # it, which briefly needs several times the table's memory.
+    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features), fingerprint=uuid.uuid4().hex)
 
 
 def _record_batch(chunk: Mapping[str, Any], features: Features, schema: pa.Schema) -> pa.RecordBatch:
