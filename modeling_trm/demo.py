@@ -9,27 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import TrainerCallback
-
-DEMO_SETTINGS: dict[str, Any] = dict(
-    size=6,  # 6x6 Sudoku, 2x3 boxes, about 27 of 36 cells blank: learnable on 2 CPU cores in minutes
-    num_train=3000,
-    num_test=300,
-    hidden_size=64,
-    H_cycles=3,
-    L_cycles=6,
-    batch_size=64,
-    learning_rate=1e-3,
-    weight_decay=0.1,
-    warmup_steps=50,
-    ema_decay=0.99,  # 0.999 averages over more steps than a few-minute run takes
-)
-
 
 class TimeBudget(TrainerCallback):
     """Stops training once the wall-clock budget is spent (the step count is not known in advance)."""
@@ -52,10 +38,15 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="train, score, draw and package a small TRM on this CPU")
     parser.add_argument("--minutes", type=float, default=6.0, help="training budget (the whole demo adds ~2 min)")
     parser.add_argument("--output-dir", default="trm-demo")
-    parser.add_argument("--size", type=int, default=DEMO_SETTINGS["size"], choices=(4, 6, 9))
+    parser.add_argument("--size", type=int, default=6, choices=(4, 6, 9))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
-    parser.set_defaults(func=lambda args: run_demo(args.output_dir, args.minutes, args.size, args.seed, args.overwrite))
+    parser.set_defaults(func=_run_demo_command)
+
+
+def _run_demo_command(args: argparse.Namespace) -> int:
+    run_demo(args.output_dir, args.minutes, args.size, args.seed, args.overwrite)
+    return 0
 
 
 def _phase(name: str, start: float, detail: str) -> None:
@@ -74,87 +65,90 @@ def encode_rows(rows: list[Any]) -> dict[str, list]:
 def format_grid(tokens: list[int], size: int, symbols: list[str]) -> str:
     lines = []
     for r in range(size):
-        lines.append(" ".join(symbols[t] for t in tokens[r * size:(r + 1) * size]))
+        lines.append(" ".join(symbols[t] if len(symbols[t]) == 1 else "?" for t in tokens[r * size:(r + 1) * size]))
     return "\n".join(lines)
 
 
 def run_demo(output_dir: str = "trm-demo", minutes: float = 6.0, size: int = 6, seed: int = 0,
-             overwrite: bool = False, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    import datasets
+             overwrite: bool = False, recipe_overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run every phase; `recipe_overrides` ({"data": {...}, "model": {...}, "training": {...}}) shrinks it for tests."""
     from transformers import AutoModel
 
-    from .configuration_trm import TRMConfig
+    from .data.cli import build_from_recipe
     from .data.generate_sudoku import generate_sudoku_splits
+    from .data.metadata import load_trm_dataset
     from .modeling_trm import TRMForGridReasoning
-    from .trainer import TRMTrainer, TRMTrainingArguments
+    from .recipes_io import load_recipe
+    from .train_cli import train_from_recipe
 
-    settings = {**DEMO_SETTINGS, **(settings or {}), "size": size}
     out = Path(output_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"{out} exists and is not empty; pass --overwrite or another --output-dir")
+    if overwrite and out.exists():
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    recipe = load_recipe("demo")
+    recipe["data"]["args"].update(size=size, seed=seed)
+    recipe["training"]["seed"] = seed
+    for section, values in (recipe_overrides or {}).items():
+        target = recipe[section]["args"] if section == "data" else (
+            recipe[section]["overrides"] if section == "model" else recipe[section])
+        target.update(values)
     start = time.time()
 
-    splits = generate_sudoku_splits(size, settings["num_train"], settings["num_test"] + 3, seed=seed)
-    symbols = ["<pad>", "."] + [str(d) for d in range(1, size + 1)]
-    train = datasets.Dataset.from_dict(encode_rows(splits["train"]))
-    test = datasets.Dataset.from_dict(encode_rows(splits["test"][: settings["num_test"]]))
-    unseen = splits["test"][settings["num_test"]:]
-    _phase("data", start, f"{len(train)} train / {len(test)} test {size}x{size} Sudoku generated (seed {seed})")
+    build_from_recipe(recipe["data"], out / "data", progress=False)
+    dataset, metadata = load_trm_dataset(out / "data")
+    _phase("data", start, f"{len(dataset['train'])} train / {len(dataset['test'])} test {size}x{size} Sudoku "
+                          f"generated offline (seed {seed}) -> {out / 'data'}")
 
-    config = TRMConfig(vocab_size=size + 2, seq_len=size * size, grid_shape=(size, size), task="sudoku",
-                       hidden_size=settings["hidden_size"], num_heads=2, H_cycles=settings["H_cycles"],
-                       L_cycles=settings["L_cycles"], mixer="mlp_t", pos_encodings="none", puzzle_emb_len=0,
-                       id_to_symbol=symbols)
-    torch.manual_seed(seed)
-    model = TRMForGridReasoning(config)
-    args = TRMTrainingArguments(
-        output_dir=str(out / "checkpoints"), per_device_train_batch_size=settings["batch_size"], max_steps=1_000_000,
-        learning_rate=settings["learning_rate"], weight_decay=settings["weight_decay"],
-        warmup_steps=settings["warmup_steps"], ema_decay=settings["ema_decay"], auto_bf16=False, report_to=[],
-        logging_steps=50, save_strategy="no", seed=seed, per_device_eval_batch_size=256,
-    )
-    trainer = TRMTrainer(model=model, args=args, train_dataset=train, callbacks=[TimeBudget(minutes * 60)])
-    train_start = time.time()
-    trainer.train()
-    train_time = time.time() - train_start
-    _phase("train", start, f"{trainer.state.global_step} steps in {train_time:.0f}s")
+    budget = TimeBudget(minutes * 60)
+    trained = train_from_recipe(recipe, out, dataset_dir=str(out / "data"), callbacks=[budget])
+    train_time = trained["train_runtime_s"]
+    _phase("train", start, f"{trained['global_step']} supervision steps in {train_time:.0f}s")
 
     model_dir = out / "model"
-    trainer.save_model(str(model_dir))
     ema_model = TRMForGridReasoning.from_pretrained(model_dir).eval()
-    results = score(ema_model, test, symbols)
-    results["training"] = {"steps": trainer.state.global_step, "train_time_s": round(train_time, 1),
-                           "settings": settings, "torch_threads": torch.get_num_threads()}
-    (model_dir / "results.json").write_text(json.dumps(results, indent=2))
-    _phase("evaluate", start, f"exact {results['metrics']['exact_accuracy']:.1%} (16 steps), "
+    results = score(ema_model, dataset["test"], metadata)
+    results["training"] = {"recipe": recipe, "steps": trained["global_step"], "train_time_s": round(train_time, 1),
+                           "torch_threads": torch.get_num_threads()}
+    write_results_and_card(model_dir, results, recipe)
+    _phase("evaluate", start, f"exact {results['metrics']['exact_accuracy']:.1%} after 16 steps, "
                               f"ACT {results['act']['exact_accuracy']:.1%} at {results['act']['mean_steps']:.1f} steps")
 
-    draw(ema_model, test, results, out, symbols, size)
+    symbols = list(metadata.id_to_symbol)
+    draw(ema_model, dataset["test"], results, out, symbols, size)
     _phase("pictures", start, f"{out / 'refinement.png'}, {out / 'accuracy_vs_steps.png'}")
 
     reloaded = AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval()
-    questions = torch.tensor(encode_rows(unseen)["input_ids"])
+    unseen = generate_sudoku_splits(size, 0, 3, seed=seed + 10_000)["test"]
+    questions = torch.tensor([[1 if c == "." else int(c) + 1 for c in row.question] for row in unseen])
     solved = reloaded.solve(questions, halting="act")
-    for row, prediction, steps in zip(unseen, solved.predictions.tolist(), solved.steps.tolist()):
-        question = [1 if c == "." else int(c) + 1 for c in row.question]
+    for row, question, prediction, steps in zip(unseen, questions.tolist(), solved.predictions.tolist(),
+                                                solved.steps.tolist()):
         answer = [int(c) + 1 for c in row.answer]
         verdict = "correct" if prediction == answer else "wrong"
-        print(f"\npuzzle ({steps} steps, {verdict}):\n{format_grid(question, size, symbols)}\n"
-              f"answer:\n{format_grid(prediction, size, symbols)}")
-    _phase("reload", start, f"AutoModel.from_pretrained({str(model_dir)!r}, trust_remote_code=True) solved {len(unseen)}")
+        print(f"\nunseen puzzle:\n{format_grid(question, size, symbols)}\n"
+              f"model's answer ({steps} steps, {verdict}):\n{format_grid(prediction, size, symbols)}")
+    _phase("reload", start, f"AutoModel.from_pretrained({str(model_dir)!r}, trust_remote_code=True) "
+                            f"solved {len(unseen)} unseen puzzles")
 
     print("\n| what | value |\n|---|---|")
-    print(f"| train time | {train_time:.0f} s ({trainer.state.global_step} steps) |")
-    print(f"| exact accuracy, 16 steps | {results['metrics']['exact_accuracy']:.1%} of {len(test)} held-out |")
+    print(f"| train time | {train_time:.0f} s ({trained['global_step']} steps, {torch.get_num_threads()} threads) |")
+    print(f"| exact accuracy, 16 steps (paper protocol) | {results['metrics']['exact_accuracy']:.1%} "
+          f"of {results['dataset']['num_examples']} held-out puzzles |")
     print(f"| exact accuracy, ACT | {results['act']['exact_accuracy']:.1%} |")
     print(f"| mean ACT steps | {results['act']['mean_steps']:.2f} |")
-    print(f"| outputs | {model_dir} (model, card, results), {out}/*.png |")
+    print(f"| total time | {time.time() - start:.0f} s |")
+    print(f"| outputs | {model_dir} (model, README.md card, results.json), {out}/*.png |")
     return results
 
 
+def write_results_and_card(model_dir: Path, results: dict[str, Any], recipe: dict[str, Any]) -> None:
+    (model_dir / "results.json").write_text(json.dumps(results, indent=2))
+
+
 @torch.no_grad()
-def score(model: Any, test: Any, symbols: list[str]) -> dict[str, Any]:
+def score(model: Any, test: Any, metadata: Any) -> dict[str, Any]:
     from .metrics import grid_accuracy, sudoku_validity
 
     inputs = torch.tensor(test["input_ids"])
@@ -168,8 +162,8 @@ def score(model: Any, test: Any, symbols: list[str]) -> dict[str, Any]:
     exact_by_step = (paper.trajectory == labels[:, None, :]).all(-1).float().mean(0).tolist()
     return {
         "schema_version": 1, "task": "sudoku",
-        "dataset": {"name": f"generated-sudoku-{int(len(inputs[0]) ** 0.5)}", "split": "test",
-                    "num_examples": len(inputs)},
+        "dataset": {"name": f"generated-sudoku-{metadata.grid_shape[0]}x{metadata.grid_shape[1]}", "split": "test",
+                    "num_examples": len(inputs), "build_settings": metadata.build_settings},
         "protocol": {"halting": "max", "max_steps": model.config.halt_max_steps, "dtype": "fp32"},
         "metrics": {**{k: v for k, v in metrics.items() if isinstance(v, float)},
                     "valid_solution_accuracy": validity["valid_accuracy"]},

@@ -80,8 +80,8 @@ def run_train(args: argparse.Namespace, extra: list[str] | None = None) -> int:
 
 
 def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str | None = None,
-                      csv_dir: str | None = None, resume: bool = False) -> dict[str, Any]:
-    """The whole run; returns the final evaluation (also written to OUTPUT_DIR/model/results.json)."""
+                      csv_dir: str | None = None, resume: bool = False, callbacks: list | None = None) -> dict[str, Any]:
+    """The whole run; returns the final evaluation (also written to OUTPUT_DIR/model/train_results.json)."""
     import torch
 
     from .configuration_trm import TRMConfig
@@ -129,14 +129,15 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
 
     targs = TRMTrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=global_batch // (world_size * accumulation),
                                  **training)
-    trainer = TRMTrainer(model=model, args=targs, train_dataset=dataset["train"], eval_dataset=eval_split)
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer = TRMTrainer(model=model, args=targs, train_dataset=dataset["train"], eval_dataset=eval_split,
+                         callbacks=callbacks)
+    train_output = trainer.train(resume_from_checkpoint=True if resume else None)
     metrics = trainer.evaluate(eval_split)
     model_dir = output_dir / "model"
     trainer.save_model(str(model_dir))
-    results = {"recipe": recipe["name"], "metrics": metrics, "train_samples_started": trainer.samples_started,
-               "train_samples_finished": trainer.samples_finished, "global_step": trainer.state.global_step,
-               "torch_num_threads": torch.get_num_threads()}
+    results = {"recipe": recipe["name"], "metrics": metrics, "train_runtime_s": train_output.metrics["train_runtime"],
+               "train_samples_started": trainer.samples_started, "train_samples_finished": trainer.samples_finished,
+               "global_step": trainer.state.global_step, "torch_num_threads": torch.get_num_threads()}
     if trainer.is_world_process_zero():
         (model_dir / "train_results.json").write_text(json.dumps(results, indent=2))
         (model_dir / "recipe.json").write_text(json.dumps(recipe, indent=2))

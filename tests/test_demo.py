@@ -1,0 +1,34 @@
+"""`trm demo` on a much shorter budget: every output the demo promises exists and loads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transformers import AutoModel
+
+from modeling_trm.cli import main
+
+
+def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    code = main(["demo", "--minutes", "0.05", "--size", "4", "--output-dir", str(out)])
+    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    for phase in ("[data", "[train", "[evaluate", "[pictures", "[reload"):
+        assert phase in printed
+    assert "| exact accuracy, ACT |" in printed and "unseen puzzle" in printed
+    model_dir = out / "model"
+    for name in ("config.json", "model.safetensors", "modeling_trm.py", "configuration_trm.py", "results.json"):
+        assert (model_dir / name).is_file(), name
+    results = json.loads((model_dir / "results.json").read_text())
+    assert results["dataset"]["num_examples"] == 300
+    assert set(results["accuracy_by_steps"]) == {"1", "2", "4", "8", "16"}
+    assert results["accuracy_by_steps"]["16"] == pytest.approx(results["metrics"]["exact_accuracy"])
+    assert 1 <= results["act"]["mean_steps"] <= 16
+    for picture in ("refinement.png", "accuracy_vs_steps.png"):
+        assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
+    assert model.config.grid_shape == [4, 4]
+    # a second run refuses to overwrite the outputs
+    assert main(["demo", "--minutes", "0.05", "--size", "4", "--output-dir", str(out)]) == 2
