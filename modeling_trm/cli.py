@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, solve_cli, train_cli
+from . import demo, publish, solve_cli, train_cli
 from .data import cli as data_cli
 
 
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     data_cli.add_subcommands(subparsers)
     demo.add_subcommands(subparsers)
+    publish.add_subcommands(subparsers)
     solve_cli.add_subcommands(subparsers)
     train_cli.add_subcommands(subparsers)
     return parser

@@ -59,6 +59,8 @@ class TRMTrainingArguments(TrainingArguments):
     eval_halting: str = field(default="max", metadata={"help": "'max' (paper protocol), 'act', or 'both'."})
     eval_max_steps: int | None = field(default=None, metadata={"help": "Supervision steps at evaluation."})
     auto_bf16: bool = field(default=True, metadata={"help": "Enable bf16 autocast when the hardware has bf16 units."})
+    stop_on_nonfinite_loss: bool = field(default=True, metadata={
+        "help": "Raise instead of training on (and saving) NaN/inf weights; checkpoints already written stay."})
 
     def __post_init__(self) -> None:
         if self.trm_optimizer not in ("adamw", "adam_atan2"):
@@ -230,6 +232,11 @@ class TRMTrainer(Trainer):
         # `outputs.loss` is the mean over this shard's slots; dividing by the number of shards makes the
         # accumulated gradient the mean over the global batch (DDP averages across processes).
         loss = outputs.loss / self.args.gradient_accumulation_steps
+        if self.args.stop_on_nonfinite_loss and not bool(torch.isfinite(loss)):
+            raise FloatingPointError(
+                f"non-finite loss ({loss.item()}) at step {self.state.global_step}: training diverged; lower the "
+                f"learning rate or set max_grad_norm (the last complete checkpoint is untouched)"
+            )
         self.accelerator.backward(loss)
 
         self.carries[shard] = outputs.state
@@ -382,6 +389,15 @@ class TRMTrainer(Trainer):
         self.samples_started = carry["samples_started"]
         self.samples_finished = carry["samples_finished"]
         self._metric_sums = carry["metric_sums"]
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs: Any):
+        """Push the EMA model with this project's card (not the Trainer's generic card or raw weights)."""
+        from .publish import push_trainer_output
+
+        return push_trainer_output(self, kwargs.pop("repo_id", None), kwargs.pop("results", None),
+                                   recipe=kwargs.pop("recipe", None), training=kwargs.pop("training", None),
+                                   private=private, revision=revision, commit_message=commit_message, token=token)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
         if resume_from_checkpoint is True:

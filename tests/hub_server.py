@@ -78,12 +78,14 @@ _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 class HubError(Exception):
     """An error answered to the client: HTTP status, optional `X-Error-Code` the client maps to an exception."""
 
-    def __init__(self, status: int, message: str, error_code: str | None = None, headers: dict | None = None):
+    def __init__(self, status: int, message: str, error_code: str | None = None, headers: dict | None = None,
+                 body: dict | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.error_code = error_code
         self.headers = headers or {}
+        self.body = body or {}
 
 
 def utc_now_iso() -> str:
@@ -449,7 +451,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         headers = {"X-Error-Message": message, **error.headers}
         if error.error_code:
             headers["X-Error-Code"] = error.error_code
-        self._send_json({"error": error.message}, error.status, headers)
+        self._send_json({"error": error.message, **error.body}, error.status, headers)
 
     def _json_body(self) -> Any:
         try:
@@ -499,7 +501,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         private = bool(payload.get("private")) or payload.get("visibility") == "private"
         url = self._repo_url(repo_type, repo_id)
         if not self.storage.create_repo(repo_type, repo_id, private):
-            raise HubError(409, f"You already created this {repo_type} repo: {repo_id}")
+            # the Hub's 409 carries the url; `create_repo(exist_ok=True)` reads it
+            raise HubError(409, f"You already created this {repo_type} repo: {repo_id}", body={"url": url})
         self._send_json({"url": url, "name": repo_id, "id": repo_id})
 
     def delete_repo(self) -> None:

