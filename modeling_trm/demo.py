@@ -144,7 +144,12 @@ def run_demo(output_dir: str = "trm-demo", minutes: float = 6.0, size: int = 6, 
 
 
 def write_results_and_card(model_dir: Path, results: dict[str, Any], recipe: dict[str, Any]) -> None:
+    """results.json and the README.md model card beside the weights (the card reads only the results)."""
+    from .hub_card import render_model_card
+
     (model_dir / "results.json").write_text(json.dumps(results, indent=2))
+    card = render_model_card(model_dir, results=results, recipe=recipe, training=results.get("training"))
+    card.save(model_dir / "README.md")
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from huggingface_hub import ModelCard
 from transformers import AutoModel
 
 from modeling_trm.cli import main
@@ -19,7 +20,8 @@ def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> 
         assert phase in printed
     assert "| exact accuracy, ACT |" in printed and "unseen puzzle" in printed
     model_dir = out / "model"
-    for name in ("config.json", "model.safetensors", "modeling_trm.py", "configuration_trm.py", "results.json"):
+    for name in ("config.json", "model.safetensors", "modeling_trm.py", "configuration_trm.py", "results.json",
+                 "README.md"):
         assert (model_dir / name).is_file(), name
     results = json.loads((model_dir / "results.json").read_text())
     assert results["dataset"]["num_examples"] == 300
@@ -28,6 +30,9 @@ def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> 
     assert 1 <= results["act"]["mean_steps"] <= 16
     for picture in ("refinement.png", "accuracy_vs_steps.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = ModelCard.load(model_dir / "README.md")
+    assert card.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]["value"] == \
+        results["metrics"]["exact_accuracy"]
     model = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
     assert model.config.grid_shape == [4, 4]
     # a second run refuses to overwrite the outputs
