@@ -9,12 +9,13 @@ from huggingface_hub import ModelCard
 from transformers import AutoModel
 
 from modeling_trm.cli import main
+from modeling_trm.demo import run_demo
 
 
 def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> None:
     out = tmp_path / "demo"
-    code = main(["demo", "--minutes", "0.05", "--size", "4", "--output-dir", str(out)])
-    assert code == 0, capsys.readouterr().err
+    run_demo(str(out), minutes=0.05, size=4, recipe_overrides={
+        "data": {"num_train": 200, "num_test": 40}, "model": {"H_cycles": 1, "L_cycles": 1}})
     printed = capsys.readouterr().out
     for phase in ("[data", "[train", "[evaluate", "[pictures", "[reload"):
         assert phase in printed
@@ -24,7 +25,7 @@ def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> 
                  "README.md"):
         assert (model_dir / name).is_file(), name
     results = json.loads((model_dir / "results.json").read_text())
-    assert results["dataset"]["num_examples"] == 300
+    assert results["dataset"]["num_examples"] == 40
     assert set(results["accuracy_by_steps"]) == {"1", "2", "4", "8", "16"}
     assert results["accuracy_by_steps"]["16"] == pytest.approx(results["metrics"]["exact_accuracy"])
     assert 1 <= results["act"]["mean_steps"] <= 16
@@ -35,5 +36,5 @@ def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> 
         results["metrics"]["exact_accuracy"]
     model = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
     assert model.config.grid_shape == [4, 4]
-    # a second run refuses to overwrite the outputs
+    # the command refuses to overwrite the outputs of a previous run
     assert main(["demo", "--minutes", "0.05", "--size", "4", "--output-dir", str(out)]) == 2
