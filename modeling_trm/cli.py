@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, publish, solve_cli, train_cli
+from . import convert, demo, publish, solve_cli, train_cli
 from .data import cli as data_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trm", description="Tiny Recursive Model tools")
     subparsers = parser.add_subparsers(dest="command", required=True)
+    convert.add_subcommands(subparsers)
     data_cli.add_subcommands(subparsers)
     demo.add_subcommands(subparsers)
     publish.add_subcommands(subparsers)

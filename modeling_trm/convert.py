@@ -1,0 +1,516 @@
+"""Convert checkpoints of the reference TRM code to this project's format, and back.
+
+The published TRM checkpoints (Sudoku, maze, ARC; `reference/TRM_FACTS.md` §7) are raw `torch.save`
+state dicts of a `torch.compile`d training wrapper: no config, every key prefixed
+`_orig_mod.model.inner.`. This module reads one, infers what the tensor shapes tell (hidden size,
+vocabulary, mixer, layers, sequence length for `mlp_t`, puzzle-id count), takes the rest (T, n,
+halting, grid, symbols) from a `TRMConfig` preset plus overrides, renames every tensor and writes a
+`save_pretrained` folder that `AutoModel.from_pretrained` loads. `export_reference_state_dict` does
+the reverse, so models trained here run in the reference scripts.
+
+Both networks compute the same function: the names map one to one, the fused qkv / gate+up layouts
+are the same, and `H_init`/`L_init` (bf16 buffers there) become the fp32 parameters
+`y_init`/`z_init` with identical values. `tests/test_convert.py` checks the converted model step by
+step against an independent re-derivation of the reference forward pass.
+
+    trm convert-reference step_26040 ./trm-sudoku-mlp --preset sudoku-mlp
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .configuration_trm import PRESETS, SUDOKU_SYMBOLS, TRMConfig
+from .modeling_trm import TRMForGridReasoning
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_PREFIX = "_orig_mod.model.inner."
+# Wrapper prefixes of the reference training code, outermost first: torch.compile, the loss head, the ACT wrapper.
+_WRAPPER_PREFIXES = ("_orig_mod.", "model.", "inner.")
+
+# Reference name -> our name, for tensors outside the layer stack.
+_TOP_LEVEL_NAMES = {
+    "H_init": "y_init",
+    "L_init": "z_init",
+    "embed_tokens.embedding_weight": "embed_tokens.weight",
+    # Not in §7 (no TRM run uses learned positions); named like the token embedding it sits beside.
+    "embed_pos.embedding_weight": "embed_positions.weight",
+    "puzzle_emb.weights": "puzzle_embedding.weight",
+    "lm_head.weight": "lm_head.weight",
+    "q_head.weight": "q_head.weight",
+    "q_head.bias": "q_head.bias",
+}
+# Reference name -> our name inside `L_level.layers.{i}.` / `core.layers.{i}.`.
+_LAYER_NAMES = {
+    "self_attn.qkv_proj.weight": "self_attn.qkv_proj.weight",
+    "self_attn.o_proj.weight": "self_attn.o_proj.weight",
+    "mlp_t.gate_up_proj.weight": "mlp_t.swiglu.gate_up_proj.weight",
+    "mlp_t.down_proj.weight": "mlp_t.swiglu.down_proj.weight",
+    "mlp.gate_up_proj.weight": "mlp.gate_up_proj.weight",
+    "mlp.down_proj.weight": "mlp.down_proj.weight",
+}
+_REFERENCE_LAYER = re.compile(r"L_level\.layers\.(\d+)\.(.+)")
+_PROJECT_LAYER = re.compile(r"core\.layers\.(\d+)\.(.+)")
+# Reference buffers that are recomputed at run time (sparse-embedding scratch space, RoPE tables).
+_TRANSIENT_BUFFERS = re.compile(r"(^puzzle_emb\.local_(weights|ids)$)|((^|\.)(cos|sin)_cached$)")
+# The reference keeps the initial states as bf16 buffers.
+_INIT_STATE_NAMES = ("H_init", "L_init")
+
+
+class ReferenceCheckpointError(ValueError):
+    """A reference checkpoint that cannot be converted (unreadable, wrong keys or shapes)."""
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def to_project_name(reference_name: str) -> str | None:
+    """Our parameter name for a (prefix-free) reference name, or None if there is none."""
+    if reference_name in _TOP_LEVEL_NAMES:
+        return _TOP_LEVEL_NAMES[reference_name]
+    match = _REFERENCE_LAYER.fullmatch(reference_name)
+    if match and match.group(2) in _LAYER_NAMES:
+        return f"core.layers.{match.group(1)}.{_LAYER_NAMES[match.group(2)]}"
+    return None
+
+
+def to_reference_name(project_name: str) -> str:
+    """The reference name (without wrapper prefix) of one of our parameters."""
+    for reference, ours in _TOP_LEVEL_NAMES.items():
+        if ours == project_name:
+            return reference
+    match = _PROJECT_LAYER.fullmatch(project_name)
+    if match:
+        for reference, ours in _LAYER_NAMES.items():
+            if ours == match.group(2):
+                return f"L_level.layers.{match.group(1)}.{reference}"
+    raise KeyError(f"{project_name!r} has no counterpart in the reference layout")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def load_reference_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a reference checkpoint: `.safetensors`, or anything `torch.load(weights_only=True)` reads
+    (the reference saves extension-less `step_N` files). A `{"model": sd}` / `{"state_dict": sd}`
+    wrapper without tensors of its own is unwrapped; anything else that is not a flat
+    name -> tensor mapping is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReferenceCheckpointError(f"{path}: no such file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path), device="cpu"))
+        except Exception as error:  # safetensors raises its own error types
+            raise ReferenceCheckpointError(f"{path}: not a readable safetensors file ({error})") from error
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and weights-only errors all mean "cannot read"
+        raise ReferenceCheckpointError(f"{path}: cannot be read with torch.load(weights_only=True) ({error})") from error
+    return _as_state_dict(loaded, str(path))
+
+
+def _as_state_dict(loaded: Any, source: str) -> dict[str, torch.Tensor]:
+    if not isinstance(loaded, Mapping):
+        raise ReferenceCheckpointError(f"{source}: not a state dict (holds a {type(loaded).__name__})")
+    has_tensors = any(isinstance(value, torch.Tensor) for value in loaded.values())
+    if not has_tensors:
+        for wrapper_key in ("model", "state_dict"):
+            inner = loaded.get(wrapper_key)
+            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                logger.info("%s: using the state dict under %r", source, wrapper_key)
+                return _as_state_dict(inner, f"{source}[{wrapper_key!r}]")
+    if not loaded:
+        raise ReferenceCheckpointError(f"{source}: not a state dict (it is empty)")
+    for key, value in loaded.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise ReferenceCheckpointError(
+                f"{source}: not a state dict (entry {key!r} holds a {type(value).__name__}, not a tensor)"
+            )
+    return dict(loaded)
+
+
+def strip_reference_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the `_orig_mod.` / `model.` / `inner.` wrapper prefixes, whichever are present."""
+    stripped: dict[str, torch.Tensor] = {}
+    for key, tensor in state_dict.items():
+        name = key
+        for prefix in _WRAPPER_PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+        if name in stripped:
+            raise ReferenceCheckpointError(f"two keys become {name!r} once wrapper prefixes are stripped (one is {key!r})")
+        stripped[name] = tensor
+    return stripped
+
+
+def _drop_transient_buffers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    dropped = sorted(key for key in state_dict if _TRANSIENT_BUFFERS.search(key))
+    if dropped:
+        logger.info("dropping non-persistent reference buffers (recomputed at run time): %s", ", ".join(dropped))
+    return {key: value for key, value in state_dict.items() if key not in dropped}
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def infer_reference_config(state_dict: Mapping[str, torch.Tensor], preset: str, **overrides: Any) -> TRMConfig:
+    """A `TRMConfig` for a reference state dict (any wrapper prefix).
+
+    From the shapes: `hidden_size`, `vocab_size`, `mixer` (`mlp_t` vs `self_attn` keys), `num_layers`,
+    `num_puzzle_identifiers`, and for `mlp_t` (or learned positions) the sequence length. Everything
+    else comes from the preset (`TRMConfig.from_preset` names) and `overrides` (config fields). An
+    override that contradicts the shapes is refused. For the `sudoku` task a vocabulary of another
+    size gets the N x N Sudoku symbols (N = vocab - 2); other tasks need an `id_to_symbol` override.
+    """
+    if preset not in PRESETS:
+        raise ReferenceCheckpointError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    sd = _drop_transient_buffers(strip_reference_prefixes(state_dict))
+    settings: dict[str, Any] = dict(PRESETS[preset])
+    inferred: dict[str, tuple[Any, str]] = {}  # field -> (value, the key it was read from)
+
+    def shape_of(*keys: str) -> tuple[str, tuple[int, ...]] | None:
+        for key in keys:
+            if key in sd:
+                return key, tuple(sd[key].shape)
+        return None
+
+    found = shape_of("embed_tokens.embedding_weight", "lm_head.weight")
+    if found is None or len(found[1]) != 2:
+        raise ReferenceCheckpointError(
+            "cannot infer hidden and vocabulary sizes: need a 2-D 'embed_tokens.embedding_weight' or 'lm_head.weight' "
+            f"(keys present: {_summarise(sd)})"
+        )
+    inferred["vocab_size"] = (found[1][0], found[0])
+    inferred["hidden_size"] = (found[1][1], found[0])
+
+    layer_ids = {int(m.group(1)) for key in sd if (m := _REFERENCE_LAYER.fullmatch(key))}
+    if not layer_ids:
+        raise ReferenceCheckpointError(
+            f"no 'L_level.layers.<i>.' keys: not a reference TRM checkpoint (keys: {_summarise(sd)})"
+            + _project_layout_hint(sd)
+        )
+    inferred["num_layers"] = (max(layer_ids) + 1, "L_level.layers.<i>")
+
+    has_attention = any(".self_attn." in key for key in sd)
+    has_mlp_t = any(".mlp_t." in key for key in sd)
+    if has_attention and has_mlp_t:
+        raise ReferenceCheckpointError("the checkpoint has both 'self_attn' and 'mlp_t' layer keys; a TRM uses one mixer")
+    if not (has_attention or has_mlp_t):
+        raise ReferenceCheckpointError("the checkpoint has neither 'self_attn' nor 'mlp_t' layer keys: no token mixer")
+    mixer = "attention" if has_attention else "mlp_t"
+    inferred["mixer"] = (mixer, "self_attn keys" if has_attention else "mlp_t keys")
+
+    if "embed_pos.embedding_weight" in sd:
+        inferred["pos_encodings"] = ("learned", "embed_pos.embedding_weight")
+    elif overrides.get("pos_encodings") is None and settings.get("mixer") != mixer:
+        # The preset was written for the other mixer: use that mixer's reference default.
+        settings["pos_encodings"] = "rope" if mixer == "attention" else "none"
+
+    puzzle = shape_of("puzzle_emb.weights")
+    if puzzle is not None and len(puzzle[1]) == 2:
+        inferred["num_puzzle_identifiers"] = (puzzle[1][0], puzzle[0])
+
+    for field, (value, source) in inferred.items():
+        if overrides.get(field) is not None and overrides[field] != value:
+            raise ReferenceCheckpointError(
+                f"override {field}={overrides[field]!r} contradicts the checkpoint: {source} says {value!r}"
+            )
+        settings[field] = value
+    settings.update({key: value for key, value in overrides.items() if value is not None and key not in inferred})
+
+    total = shape_of("L_level.layers.0.mlp_t.gate_up_proj.weight", "embed_pos.embedding_weight")
+    if total is not None:
+        _settle_sequence_length(settings, total[1][-1] if "mlp_t" in total[0] else total[1][0], total[0],
+                                grid_given=overrides.get("grid_shape") is not None)
+    elif overrides.get("grid_shape") is not None and overrides.get("seq_len") is None:
+        settings["seq_len"] = int(settings["grid_shape"][0]) * int(settings["grid_shape"][1])
+
+    if overrides.get("id_to_symbol") is None and len(settings["id_to_symbol"]) != settings["vocab_size"]:
+        if settings.get("task") != "sudoku" or settings["vocab_size"] < 3:
+            raise ReferenceCheckpointError(
+                f"the checkpoint has {settings['vocab_size']} token ids but preset {preset!r} names "
+                f"{len(settings['id_to_symbol'])} symbols; pass id_to_symbol"
+            )
+        size = settings["vocab_size"] - 2
+        settings["id_to_symbol"] = SUDOKU_SYMBOLS[:2] + [str(d) for d in range(1, size + 1)]
+    try:
+        return TRMConfig(**settings)
+    except ValueError as error:
+        raise ReferenceCheckpointError(f"preset {preset!r} with the checkpoint's shapes is not a valid config: {error}") from error
+
+
+def _settle_sequence_length(settings: dict[str, Any], total_len: int, source: str, grid_given: bool) -> None:
+    """Grid length = full length read from `source` minus the puzzle-id prefix; fix the grid shape to match."""
+    prefix = settings.get("puzzle_emb_len", 16)
+    seq_len = total_len - prefix
+    if seq_len < 1:
+        raise ReferenceCheckpointError(f"{source} gives a sequence of {total_len}, not longer than the {prefix}-token prefix")
+    rows, cols = (int(s) for s in settings["grid_shape"])
+    if rows * cols != seq_len:
+        if grid_given:
+            raise ReferenceCheckpointError(
+                f"grid_shape {rows}x{cols} has {rows * cols} cells but {source} gives {total_len} = "
+                f"{prefix} prefix + {seq_len} grid tokens"
+            )
+        side = math.isqrt(seq_len)
+        if side * side != seq_len:
+            raise ReferenceCheckpointError(
+                f"{source} gives {seq_len} grid tokens ({total_len} - {prefix} prefix), which the preset's "
+                f"{rows}x{cols} grid does not hold; pass grid_shape"
+            )
+        logger.info("%s gives %d grid tokens: using a %dx%d grid", source, seq_len, side, side)
+        settings["grid_shape"] = (side, side)
+    settings["seq_len"] = seq_len
+
+
+def _project_layout_hint(keys: Any) -> str:
+    if any(key.startswith(("core.layers.", "puzzle_embedding.", "y_init")) for key in keys):
+        return " (these look like this project's names: load such a folder with from_pretrained instead)"
+    return ""
+
+
+def _summarise(keys: Mapping[str, Any] | list[str], limit: int = 8) -> str:
+    names = sorted(keys)
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+def reference_shapes(config: TRMConfig) -> dict[str, tuple[int, ...]]:
+    """Prefix-free reference key -> shape for a config (read off a meta-device model, so it always
+    matches what the model will load)."""
+    with torch.device("meta"):
+        model = TRMForGridReasoning(config)
+    return {to_reference_name(name): tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+def convert_reference_state_dict(state_dict: Mapping[str, torch.Tensor], config: TRMConfig) -> dict[str, torch.Tensor]:
+    """Our state dict (fp32, our names) from a reference one (any wrapper prefix), checked against
+    `config`: every missing and unknown key, and every shape mismatch, is reported at once."""
+    sd = _drop_transient_buffers(strip_reference_prefixes(state_dict))
+    expected = reference_shapes(config)
+    missing = sorted(set(expected) - set(sd))
+    unknown = sorted(set(sd) - set(expected))
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {', '.join(missing)}")
+        if unknown:
+            parts.append(f"unknown keys: {', '.join(unknown)}")
+        raise ReferenceCheckpointError(f"the checkpoint does not match a {config.mixer} TRM with "
+                                       f"{config.num_layers} layers: " + "; ".join(parts) + _project_layout_hint(unknown))
+    wrong = [
+        f"{key}: expected {list(shape)}, got {list(sd[key].shape)}"
+        for key, shape in expected.items() if tuple(sd[key].shape) != shape
+    ]
+    if wrong:
+        raise ReferenceCheckpointError("shape mismatches against the inferred config: " + "; ".join(wrong))
+    converted: dict[str, torch.Tensor] = {}
+    for key in expected:
+        tensor = sd[key]
+        if not tensor.dtype.is_floating_point:
+            raise ReferenceCheckpointError(f"{key}: expected a floating-point tensor, got {tensor.dtype}")
+        # bf16/fp16 -> fp32 is exact, so H_init/L_init keep their values bit for bit.
+        converted[to_project_name(key)] = tensor.detach().to(device="cpu", dtype=torch.float32).contiguous()
+    return converted
+
+
+def load_reference_model(
+    checkpoint: str | os.PathLike | Mapping[str, torch.Tensor], preset: str, **overrides: Any
+) -> TRMForGridReasoning:
+    """A `TRMForGridReasoning` (fp32, eval mode) holding a reference checkpoint's weights."""
+    state_dict = checkpoint if isinstance(checkpoint, Mapping) else load_reference_state_dict(checkpoint)
+    config = infer_reference_config(state_dict, preset, **overrides)
+    weights = convert_reference_state_dict(state_dict, config)
+    model = TRMForGridReasoning(config)
+    model.load_state_dict(weights, strict=True)
+    return model.eval()
+
+
+def convert_reference_checkpoint(
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    preset: str,
+    overwrite: bool = False,
+    **overrides: Any,
+) -> Path:
+    """Write a `save_pretrained` folder (config.json, model.safetensors, remote code) for a reference
+    checkpoint. The folder is built next to `out_dir` and renamed into place, so a failure never
+    leaves a half-written output; an existing non-empty `out_dir` is replaced only with `overwrite`."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReferenceCheckpointError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise ReferenceCheckpointError(f"{out_dir}: folder exists and is not empty (pass overwrite=True / --overwrite)")
+    model = load_reference_model(checkpoint, preset, **overrides)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(staging)
+        _replace_folder(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Rename `new` to `target`; an existing `target` is moved aside first and removed afterwards."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.replace(target, old / target.name)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old / target.name, target)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def export_reference_state_dict(model: TRMForGridReasoning, prefix: str = REFERENCE_PREFIX) -> dict[str, torch.Tensor]:
+    """The model's weights under reference names (default prefix `_orig_mod.model.inner.`), as the
+    reference stores them: `H_init`/`L_init` in bf16, everything else fp32."""
+    exported: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        reference = to_reference_name(name)
+        tensor = tensor.detach().to("cpu")
+        if reference in _INIT_STATE_NAMES:
+            rounded = tensor.to(torch.bfloat16)
+            if not torch.equal(rounded.float(), tensor.float()):
+                logger.warning("%s -> %s: rounded to bf16 (the reference keeps it as a bf16 buffer)", name, reference)
+            exported[prefix + reference] = rounded
+        else:
+            exported[prefix + reference] = tensor.to(torch.float32).clone()
+    return exported
+
+
+def save_reference_checkpoint(model: TRMForGridReasoning, path: str | os.PathLike,
+                              prefix: str = REFERENCE_PREFIX) -> Path:
+    """`torch.save` the exported reference state dict, atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(handle)
+    try:
+        torch.save(export_reference_state_dict(model, prefix), temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """`trm convert-reference` and `trm export-reference`."""
+    convert = subparsers.add_parser(
+        "convert-reference",
+        help="turn a reference TRM checkpoint into a from_pretrained folder",
+        description="Convert a checkpoint of the reference TRM code (torch.save state dict, keys "
+                    "'_orig_mod.model.inner.*') into a save_pretrained folder. Shapes give the hidden size, "
+                    "vocabulary, mixer, layers and puzzle-id count; the preset and flags give the rest.",
+    )
+    convert.add_argument("checkpoint", type=Path, help="reference checkpoint (.pt/.pth/step_N or .safetensors)")
+    convert.add_argument("out_dir", type=Path, help="folder to write (must not exist or be empty)")
+    convert.add_argument("--preset", required=True, choices=sorted(PRESETS), help="task preset for what shapes cannot tell")
+    convert.add_argument("--H-cycles", dest="H_cycles", type=int, help="T, latent recursions per supervision step")
+    convert.add_argument("--L-cycles", dest="L_cycles", type=int, help="n, z-updates per latent recursion")
+    convert.add_argument("--halt-max-steps", dest="halt_max_steps", type=int, help="N_sup, most supervision steps")
+    convert.add_argument("--grid-shape", dest="grid_shape", type=int, nargs=2, metavar=("ROWS", "COLS"))
+    convert.add_argument("--num-heads", dest="num_heads", type=int, help="attention heads (reference: 8)")
+    convert.add_argument("--expansion", type=float, help="SwiGLU expansion (reference: 4)")
+    convert.add_argument("--pos-encodings", dest="pos_encodings", choices=("rope", "learned", "none"))
+    convert.add_argument("--rope-theta", dest="rope_theta", type=float, help="RoPE base (reference: 10000)")
+    convert.add_argument("--puzzle-emb-len", dest="puzzle_emb_len", type=int, help="prefix tokens (reference: 16)")
+    convert.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    convert.set_defaults(func=_run_convert)
+
+    export = subparsers.add_parser(
+        "export-reference",
+        help="save a from_pretrained TRM as a reference-layout state dict",
+        description="Write the weights of a TRM folder as a torch.save state dict with the reference code's "
+                    "key names ('_orig_mod.model.inner.*'), loadable by the reference scripts.",
+    )
+    export.add_argument("model_dir", type=Path, help="a save_pretrained folder of a TRM")
+    export.add_argument("out_file", type=Path, help="file to write")
+    export.add_argument("--prefix", default=REFERENCE_PREFIX, help=f"key prefix (default {REFERENCE_PREFIX!r})")
+    export.set_defaults(func=_run_export)
+
+
+_OVERRIDE_FLAGS = ("H_cycles", "L_cycles", "halt_max_steps", "grid_shape", "num_heads", "expansion",
+                   "pos_encodings", "rope_theta", "puzzle_emb_len")
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    _show_notes()
+    overrides = {name: getattr(args, name) for name in _OVERRIDE_FLAGS if getattr(args, name) is not None}
+    if "grid_shape" in overrides:
+        overrides["grid_shape"] = tuple(overrides["grid_shape"])
+    try:
+        out = convert_reference_checkpoint(args.checkpoint, args.out_dir, args.preset, overwrite=args.overwrite,
+                                           **overrides)
+    except ReferenceCheckpointError as error:
+        print(f"trm convert-reference: error: {error}", file=sys.stderr)
+        return 1
+    config = TRMConfig.from_pretrained(out)
+    print(f"wrote {out}: {config.mixer}, hidden {config.hidden_size}, {config.num_layers} layers, "
+          f"vocab {config.vocab_size}, grid {config.grid_shape[0]}x{config.grid_shape[1]}, "
+          f"{config.num_puzzle_identifiers} puzzle ids, T={config.H_cycles} n={config.L_cycles} "
+          f"N_sup={config.halt_max_steps}")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    _show_notes()
+    try:
+        model = TRMForGridReasoning.from_pretrained(args.model_dir)
+    except (OSError, ValueError) as error:
+        print(f"trm export-reference: error: cannot load {args.model_dir}: {error}", file=sys.stderr)
+        return 1
+    path = save_reference_checkpoint(model, args.out_file, prefix=args.prefix)
+    print(f"wrote {path} ({len(model.state_dict())} tensors, prefix {args.prefix!r})")
+    return 0
+
+
+def _show_notes() -> None:
+    """Let the converter's informational notes reach the terminal when nothing else configured logging."""
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("note: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+__all__ = [
+    "ReferenceCheckpointError", "REFERENCE_PREFIX", "load_reference_state_dict", "strip_reference_prefixes",
+    "infer_reference_config", "reference_shapes", "convert_reference_state_dict", "load_reference_model",
+    "convert_reference_checkpoint", "export_reference_state_dict", "save_reference_checkpoint",
+    "to_project_name", "to_reference_name", "add_subcommands",
+]
