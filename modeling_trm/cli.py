@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from . import convert, demo, publish, solve_cli, train_cli
+from . import convert, demo, evaluation, publish, solve_cli, train_cli
 from .data import cli as data_cli
 
 
@@ -15,10 +16,31 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_subcommands(subparsers)
     data_cli.add_subcommands(subparsers)
     demo.add_subcommands(subparsers)
+    evaluation.add_subcommands(subparsers)
     publish.add_subcommands(subparsers)
     solve_cli.add_subcommands(subparsers)
     train_cli.add_subcommands(subparsers)
+    _add_bench_subcommand(subparsers)
     return parser
+
+
+def _add_bench_subcommand(subparsers: argparse._SubParsersAction) -> None:
+    """`trm bench`, from a source checkout: the suite lives in `benchmarks/`, which is not installed."""
+    if Path("benchmarks/run.py").is_file() and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # the console script does not put the checkout on the path
+    try:
+        from benchmarks import run as bench
+    except ImportError:
+        parser = subparsers.add_parser("bench", help="benchmark suite (run from a source checkout)")
+        parser.set_defaults(func=_bench_unavailable)
+        return
+    bench.add_subcommands(subparsers)
+
+
+def _bench_unavailable(args: argparse.Namespace) -> int:
+    print("trm bench: the benchmark suite is in the source checkout's benchmarks/ folder; run it from the "
+          "repository root (or `python -m benchmarks.run`)", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:

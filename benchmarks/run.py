@@ -1,0 +1,423 @@
+"""TRM benchmark suite: training-step and `solve` throughput, GFLOP/s, fraction of the matmul peak, memory.
+
+    python -m benchmarks.run [--quick] [--json PATH] [--threads N] [--markdown]
+
+Measures, in one process and one run:
+- the matmul peak of this machine in fp32 and bf16 (`benchmarks/matmul_peak.py`), at the start and
+  at the end of the run (the best counts);
+- one training supervision step (forward of T(n+1) calls, backward of the last n+1, optimizer) of
+  the package and of the plain eager baseline (`benchmarks/baseline.py`), repetitions interleaved
+  so that both see the same machine load; Sudoku-MLP, Sudoku-Att and the attention model at L=916;
+  bf16 and fp32; eager and with the gradient cycle compiled (`workloads.GradOnlyCompiledCore`);
+- `solve` throughput with `halting="max"` on the presets (untrained: ACT would never halt), and
+  ACT vs max on a small model trained here (`benchmarks/act_demo.py`) with both accuracies;
+- what autograd saves for one Sudoku-MLP training step at batch 64 (the activations behind the RSS).
+
+FLOPs are counted analytically (`modeling_trm/flops.py`, matmuls only, 2 per multiply-add):
+  per sample and network call   attention block 8 L D^2 + 4 L^2 D, mlp_t block 6 D L I_L, SwiGLU 6 L D I_D
+  training step                 T (n+1) calls forward + 2x the forward of the last n+1 calls (backward)
+  solve                         T (n+1) calls per supervision step actually run, summed over samples
+`peak_fraction` = achieved GFLOP/s / best measured matmul GFLOP/s of the same dtype in this run.
+Times are medians of the timed repetitions after warm-up. The machine may be shared: each record
+keeps the CPU seconds, the load average and `other_processes_cores` (cores other processes of this
+machine kept busy while it was timed); contention from outside the machine (a VM's host) is not
+visible there, only in run-to-run differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modeling_trm import TRMConfig
+from modeling_trm.flops import forward_step_flops, training_step_flops
+
+from . import act_demo
+from .matmul_peak import measure_peaks
+from .memory_probe import probe_in_subprocess
+from .measure import (OtherProcesses, Timing, current_rss_mb, load_average, machine_description, peak_rss_mb, reset_peak_rss,
+                      time_runs)
+from .workloads import (baseline_training_step, package_model, package_solve, package_training_step, random_batch,
+                        saved_activation_bytes)
+
+PRESETS = {"Sudoku-MLP": "sudoku-mlp", "Sudoku-Att": "sudoku-att", "Maze/ARC-Att L=916": "maze"}
+TRAIN_TARGET_SPEEDUP = 2.0
+ACT_TARGET_SPEEDUP = 3.0
+ACT_MAX_ACCURACY_DROP = 0.005
+
+
+@dataclass
+class TrainCase:
+    """A training-step comparison: the package (and the baseline when `baseline`) at one size and dtype."""
+
+    preset: str
+    batch_size: int
+    dtype: str
+    repeats: int
+    warmup: int = 1
+    baseline: bool = True
+    compiled: bool = False
+
+
+@dataclass
+class SolveCase:
+    preset: str
+    batch_size: int
+    dtype: str
+    max_steps: int
+    repeats: int
+    warmup: int = 1
+
+
+@dataclass
+class Plan:
+    train: list[TrainCase] = field(default_factory=list)
+    solve: list[SolveCase] = field(default_factory=list)
+    peak_repeats: int = 8
+    act_repeats: int = 2
+    memory_batch: int | None = 64
+
+
+def default_plan(quick: bool) -> Plan:
+    if quick:
+        return Plan(
+            train=[TrainCase("Sudoku-MLP", 32, "bf16", repeats=2)],
+            solve=[SolveCase("Sudoku-Att", 16, "bf16", max_steps=1, repeats=2),
+                   SolveCase("Maze/ARC-Att L=916", 1, "bf16", max_steps=1, repeats=2)],
+            peak_repeats=4, act_repeats=1, memory_batch=None,
+        )
+    return Plan(
+        train=[
+            TrainCase("Sudoku-MLP", 32, "bf16", repeats=3),
+            TrainCase("Sudoku-MLP", 64, "bf16", repeats=3),
+            TrainCase("Sudoku-MLP", 32, "bf16", repeats=3, baseline=False, compiled=True),
+            TrainCase("Sudoku-MLP", 32, "fp32", repeats=2, baseline=False),
+            TrainCase("Sudoku-Att", 32, "bf16", repeats=3),
+            TrainCase("Maze/ARC-Att L=916", 4, "bf16", repeats=2),
+        ],
+        solve=[SolveCase("Sudoku-MLP", 64, "bf16", max_steps=2, repeats=3),
+               SolveCase("Sudoku-Att", 64, "bf16", max_steps=2, repeats=3),
+               SolveCase("Maze/ARC-Att L=916", 4, "bf16", max_steps=1, repeats=2)],
+    )
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def _record(preset: str, batch_size: int, mode: str, dtype: str, implementation: str, timing: Timing,
+            samples: float, flops: float, peak: dict[str, dict[str, float]],
+            rss: tuple[float | None, float | None], load_before: float | None, compiled: bool = False,
+            **extra: Any) -> dict[str, Any]:
+    gflops = flops / timing.median / 1e9
+    peak_gflops = peak[dtype]["gflops_per_s"]
+    return {
+        "preset": preset, "batch_size": batch_size, "mode": mode, "dtype": dtype, "implementation": implementation,
+        "compiled": compiled, "seconds_median": round(timing.median, 4), "seconds_all": [round(t, 4) for t in timing.wall],
+        "cpu_seconds_median": round(timing.cpu_median, 4), "samples_per_s": round(samples / timing.median, 3),
+        "baseline_samples_per_s": None, "speedup_vs_baseline": None, "flops": flops,
+        "gflops_per_s": round(gflops, 1), "peak_fraction": round(gflops / peak_gflops, 4),
+        "peak_rss_mb": None if rss[1] is None else round(rss[1], 1),
+        "rss_before_mb": None if rss[0] is None else round(rss[0], 1),
+        "rss_added_mb": None if None in rss else round(rss[1] - rss[0], 1), "threads": torch.get_num_threads(),
+        "load_avg_before": load_before, "load_avg_after": load_average(),
+        "other_processes_cores": _median_or_none(timing.others_cores), **extra,
+    }
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 2) if known else None
+
+
+def _measure_rss_of_first_call(call) -> tuple[float | None, float | None]:
+    """(RSS before, peak RSS during) one call of `call` (the warm-up) in MiB, after resetting the kernel's mark.
+
+    The peak includes everything the process holds (libraries, models of earlier cases that the
+    allocator has not returned to the OS); the difference to the RSS before is what the call added."""
+    gc.collect()
+    before = current_rss_mb()
+    reset_peak_rss()
+    call()
+    return before, peak_rss_mb()
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+def run_train_case(case: TrainCase, peak: dict, log) -> list[dict[str, Any]]:
+    config = TRMConfig.from_preset(PRESETS[case.preset])
+    flops = float(training_step_flops(config, case.batch_size))
+    load_before = load_average()
+    model = package_model(config)
+    runs = {"package": package_training_step(model, case.batch_size, case.dtype, compiled=case.compiled)}
+    if case.baseline:
+        runs["baseline"] = baseline_training_step(config, case.batch_size, case.dtype)
+    compile_seconds = None
+    if case.compiled:  # the first call compiles; keep it out of the memory and time figures
+        start = time.perf_counter()
+        runs["package"]()
+        compile_seconds = round(time.perf_counter() - start, 1)
+    rss = {}
+    for name, step in runs.items():  # warm-up runs, one at a time, measuring peak RSS
+        rss[name] = _measure_rss_of_first_call(step)
+        for _ in range(case.warmup - 1):
+            step()
+    timings = {name: Timing() for name in runs}
+    for _ in range(case.repeats):  # interleaved, so both see the same load
+        for name, step in runs.items():
+            with OtherProcesses() as others:
+                wall, cpu = time.perf_counter(), time.process_time()
+                step()
+                timings[name].cpu.append(time.process_time() - cpu)
+                timings[name].wall.append(time.perf_counter() - wall)
+            timings[name].others_cores.append(others.cores)
+    records = []
+    for name in runs:
+        extra = {"first_call_seconds": compile_seconds} if case.compiled and name == "package" else {}
+        records.append(_record(case.preset, case.batch_size, "train", case.dtype, name, timings[name],
+                               case.batch_size, flops, peak, rss[name], load_before,
+                               compiled=case.compiled and name == "package", **extra))
+    if case.baseline:
+        package, baseline = records
+        package["baseline_samples_per_s"] = baseline["samples_per_s"]
+        package["speedup_vs_baseline"] = round(package["samples_per_s"] / baseline["samples_per_s"], 3)
+    for record in records:
+        log(_row(record))
+    del runs, model
+    gc.collect()
+    return records
+
+
+def run_solve_case(case: SolveCase, peak: dict, log) -> dict[str, Any]:
+    config = TRMConfig.from_preset(PRESETS[case.preset])
+    load_before = load_average()
+    model = package_model(config)
+    input_ids, _ = random_batch(config, case.batch_size)
+    run = package_solve(model, input_ids, case.dtype, "max", max_steps=case.max_steps)
+    rss = _measure_rss_of_first_call(run)
+    timing = time_runs(run, repeats=case.repeats, warmup=case.warmup - 1)
+    flops = float(forward_step_flops(config, case.batch_size) * case.max_steps)
+    record = _record(case.preset, case.batch_size, "solve-max", case.dtype, "package", timing, case.batch_size,
+                     flops, peak, rss, load_before, max_steps=case.max_steps, mean_steps=float(case.max_steps))
+    log(_row(record))
+    return record
+
+
+def run_act_demo(peak: dict, repeats: int, log) -> list[dict[str, Any]]:
+    """ACT vs max on the trained 4x4 demo model, in bf16 as the trainer's default here (its accuracies
+    equal fp32's on this test set: 99.4% max, 99.2% ACT, measured)."""
+    model, info = act_demo.load_or_train_demo_model(log=log)
+    test = act_demo.demo_puzzles()["test"]
+    records = []
+    for halting in ("max", "act"):
+        load_before = load_average()
+        solve = package_solve(model, test["input_ids"], "bf16", halting)
+        outputs = []
+        run = lambda: outputs.append(solve())  # noqa: E731 - keeps the last output for the accuracy
+        rss = _measure_rss_of_first_call(run)
+        timing = time_runs(run, repeats=repeats, warmup=0)
+        out = outputs[-1]
+        sample_steps = float(out.steps.sum())
+        flops = float(forward_step_flops(model.config, 1)) * sample_steps
+        record = _record("Sudoku-4x4 demo (trained)", len(test["input_ids"]), f"solve-{halting}", "bf16", "package",
+                         timing, len(test["input_ids"]), flops, peak, rss, load_before,
+                         max_steps=model.config.halt_max_steps, mean_steps=round(sample_steps / len(out.steps), 3),
+                         exact_accuracy=round(act_demo.exact_accuracy(out.predictions, test["labels"]), 4),
+                         demo_model=info)
+        records.append(record)
+        log(_row(record))
+    return records
+
+
+def memory_explanation(batch_size: int, dtype: str, log) -> dict[str, Any]:
+    """Peak RSS of Sudoku-MLP training steps measured in fresh processes (package and baseline), and
+    what autograd saves for one step: the activations of the n + 1 calls with gradients."""
+    config = TRMConfig.from_preset("sudoku-mlp")
+    model = package_model(config)
+    saved = saved_activation_bytes(model, batch_size, dtype) / 2**20
+    parameters = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    state = 2 * batch_size * config.total_seq_len * config.hidden_size * (2 if dtype == "bf16" else 4) / 2**20
+    fresh = {impl: probe_in_subprocess("sudoku-mlp", batch_size, impl, dtype) for impl in ("package", "baseline")}
+    info = {"preset": "Sudoku-MLP", "batch_size": batch_size, "dtype": dtype,
+            "saved_activations_mb": round(saved, 1), "parameters_mb": round(parameters, 1),
+            "adam_state_mb": round(2 * parameters, 1), "carry_y_z_mb": round(state, 1), "fresh_process": fresh}
+    for impl, probe in fresh.items():
+        log(f"memory: {impl} training step Sudoku-MLP b{batch_size} {dtype}, fresh process: peak RSS "
+            f"{probe['peak_rss_mb']:.0f} MiB = {probe['rss_ready_mb']:.0f} MiB after imports and set-up "
+            f"+ {probe['step_added_mb']:.0f} MiB for the steps")
+    log(f"memory: the package's step saves {saved:.0f} MiB for backward (activations of the {config.L_cycles + 1} "
+        f"calls with gradients, heads and loss); parameters {parameters:.0f} MiB, AdamW state {2 * parameters:.0f} MiB, "
+        f"carry y, z {state:.1f} MiB")
+    return info
+
+
+# ----------------------------------------------------------------------------- output
+
+_HEADER = (f"{'preset':<26} {'batch':>5} {'mode':<9} {'dtype':<5} {'impl':<8} {'cmp':<3} {'s/run':>7} {'cpu s':>7} "
+           f"{'samples/s':>9} {'x base':>6} {'GFLOP/s':>8} {'%peak':>6} {'RSS MB':>7} {'others':>6}")
+
+
+def _row(r: dict[str, Any]) -> str:
+    speedup = "" if r["speedup_vs_baseline"] is None else f"{r['speedup_vs_baseline']:.2f}"
+    rss = "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}"
+    load = "" if r["other_processes_cores"] is None else f"{r['other_processes_cores']:.2f}"
+    mode = r["mode"] + (f"/{r['max_steps']}" if r["mode"] == "solve-max" and "demo" not in r["preset"] else "")
+    return (f"{r['preset']:<26} {r['batch_size']:>5} {mode:<9} {r['dtype']:<5} {r['implementation']:<8} "
+            f"{'yes' if r['compiled'] else 'no':<3} {r['seconds_median']:>7.3f} {r['cpu_seconds_median']:>7.2f} "
+            f"{r['samples_per_s']:>9.2f} {speedup:>6} {r['gflops_per_s']:>8.0f} {100 * r['peak_fraction']:>5.1f}% "
+            f"{rss:>7} {load:>6}")
+
+
+def markdown_table(records: list[dict[str, Any]]) -> str:
+    """The records as a Markdown table (memory is reported separately: see `memory_explanation`)."""
+    lines = ["| preset | batch | mode | dtype | implementation | s/run (median) | samples/s | × baseline | GFLOP/s | % of bf16/fp32 matmul peak |",
+             "|---|---:|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in records:
+        speedup = "" if r["speedup_vs_baseline"] is None else f"{r['speedup_vs_baseline']:.2f}×"
+        mode = r["mode"]
+        if r.get("max_steps") and r["mode"] == "solve-max" and "demo" not in r["preset"]:
+            mode += f" ({r['max_steps']} steps)"
+        if "exact_accuracy" in r:
+            mode += f" (exact {100 * r['exact_accuracy']:.1f}%, {r['mean_steps']:.2f} steps)"
+        impl = r["implementation"] + (" compiled" if r["compiled"] else "")
+        lines.append(f"| {r['preset']} | {r['batch_size']} | {mode} | {r['dtype']} | {impl} | "
+                     f"{r['seconds_median']:.3f} | {r['samples_per_s']:.2f} | {speedup} | {r['gflops_per_s']:.0f} | "
+                     f"{100 * r['peak_fraction']:.1f}% |")
+    return "\n".join(lines)
+
+
+def _best_peak(measurements: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per dtype, the measurement with the highest GFLOP/s: a busy moment only ever lowers a peak."""
+    return {dtype: max((m[dtype] for m in measurements), key=lambda p: p["gflops_per_s"])
+            for dtype in measurements[0]}
+
+
+def link_comparisons(records: list[dict[str, Any]]) -> None:
+    """Compiled records get the eager package's throughput of the same case (`speedup_vs_eager`) and the
+    baseline's (measured in the eager case, not interleaved with the compiled runs)."""
+    for record in records:
+        if not record["compiled"]:
+            continue
+        for other in records:
+            same = all(other[k] == record[k] for k in ("preset", "batch_size", "mode", "dtype"))
+            if same and other["implementation"] == "package" and not other["compiled"]:
+                record["speedup_vs_eager"] = round(record["samples_per_s"] / other["samples_per_s"], 3)
+                if other["baseline_samples_per_s"]:
+                    record["baseline_samples_per_s"] = other["baseline_samples_per_s"]
+                    record["speedup_vs_baseline"] = round(record["samples_per_s"] / other["baseline_samples_per_s"], 3)
+
+
+def evaluate_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets, judged on this run's numbers (printed, never asserted)."""
+    targets = []
+    for batch in (32, 64):
+        match = [r for r in records if r["preset"] == "Sudoku-MLP" and r["mode"] == "train" and r["dtype"] == "bf16"
+                 and r["batch_size"] == batch and r["implementation"] == "package" and not r["compiled"]
+                 and r["speedup_vs_baseline"] is not None]
+        if match:
+            speedup = match[0]["speedup_vs_baseline"]
+            targets.append({"target": f"train Sudoku-MLP b{batch} bf16 >= {TRAIN_TARGET_SPEEDUP}x baseline",
+                            "measured": f"{speedup:.2f}x", "met": speedup >= TRAIN_TARGET_SPEEDUP})
+    act = {r["mode"]: r for r in records if "demo" in r["preset"]}
+    if {"solve-act", "solve-max"} <= act.keys():
+        speedup = act["solve-act"]["samples_per_s"] / act["solve-max"]["samples_per_s"]
+        drop = act["solve-max"]["exact_accuracy"] - act["solve-act"]["exact_accuracy"]
+        targets.append({"target": f"solve ACT >= {ACT_TARGET_SPEEDUP}x puzzles/s of max at <= 0.5 points lower accuracy",
+                        "measured": f"{speedup:.2f}x, accuracy {100 * act['solve-act']['exact_accuracy']:.1f}% vs "
+                                    f"{100 * act['solve-max']['exact_accuracy']:.1f}% ({100 * drop:+.1f} points lower)",
+                        "met": speedup >= ACT_TARGET_SPEEDUP and drop <= ACT_MAX_ACCURACY_DROP})
+    return targets
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    """Atomic write: a temp file in the same folder, then os.replace."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(payload, stream, indent=2)
+    os.replace(tmp, target)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def run_suite(plan: Plan, log=print) -> dict[str, Any]:
+    start = time.perf_counter()
+    machine = machine_description()
+    log(f"machine: {machine['cpu']}, {machine['logical_cores']} cores, {machine['cpu_capability']}, "
+        f"AMX-BF16 {machine['amx_bf16']}, torch {machine['torch']}, {machine['torch_threads']} threads, "
+        f"load {load_average()}")
+    peak = measure_peaks(repeats=plan.peak_repeats)
+    log("matmul peak: " + ", ".join(f"{d} {p['gflops_per_s']:.0f} GFLOP/s ({p['shape']})" for d, p in peak.items()))
+    peak_times = [peak]
+    log(_HEADER)
+    records: list[dict[str, Any]] = []
+    for case in plan.train:
+        records.extend(run_train_case(case, peak, log))
+    for case in plan.solve:
+        records.append(run_solve_case(case, peak, log))
+    records.extend(run_act_demo(peak, plan.act_repeats, log))
+    memory = memory_explanation(plan.memory_batch, "bf16", log) if plan.memory_batch else None
+    peak = _best_peak(peak_times + [measure_peaks(repeats=plan.peak_repeats)])
+    log("matmul peak (best of start and end of the run): " +
+        ", ".join(f"{d} {p['gflops_per_s']:.0f} GFLOP/s" for d, p in peak.items()))
+    for record in records:  # fractions against the best peak seen in this run
+        record["peak_fraction"] = round(record["gflops_per_s"] / peak[record["dtype"]]["gflops_per_s"], 4)
+    link_comparisons(records)
+    targets = evaluate_targets(records)
+    for target in targets:
+        log(f"target {'MET    ' if target['met'] else 'NOT MET'} {target['target']}: {target['measured']}")
+    seconds = time.perf_counter() - start
+    log(f"suite time {seconds:.0f} s")
+    return {"machine": machine, "matmul_peak": peak, "records": records, "memory": memory, "targets": targets,
+            "suite_seconds": round(seconds, 1), "command": " ".join(["python -m benchmarks.run"] + sys.argv[1:])}
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller plan (under 2 minutes on 2 idle cores)")
+    parser.add_argument("--json", default=None, help="write the records here (atomically)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    return parser
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    result = run_suite(default_plan(args.quick))
+    if args.markdown:
+        print(markdown_table(result["records"]))
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """`trm bench` (works from a source checkout, where `benchmarks/` is importable)."""
+    parser = subparsers.add_parser("bench", help="benchmark suite: training step, solve, GFLOP/s, memory")
+    build_parser(parser)
+    parser.set_defaults(func=main_from_args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return main_from_args(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""Smoke tests of the benchmark suite's code paths on tiny configs (no timing assertions).
+
+They check what the suite's numbers rest on: the FLOP formula against a hand count, the plain
+baseline computing the same function as the package, the JSON record fields, and the package's
+half-precision fast path (its hand-written backward passes and its agreement with fp32).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmarks import run as bench
+from benchmarks.baseline import PlainTRM, plain_optimizer
+from benchmarks.measure import peak_rss_mb, reset_peak_rss, time_runs
+from benchmarks.workloads import baseline_training_step, package_training_step, saved_activation_bytes
+from modeling_trm import TRMConfig, TRMForGridReasoning
+from modeling_trm.flops import forward_step_flops, net_call_flops, training_step_flops
+from modeling_trm.modeling_trm import _AddRMSNorm, _SwiGLUActivation
+from tiny_models import random_batch, tiny_config
+
+REQUIRED_FIELDS = {"preset", "batch_size", "mode", "dtype", "compiled", "seconds_median", "samples_per_s",
+                   "baseline_samples_per_s", "gflops_per_s", "peak_fraction", "peak_rss_mb"}
+
+
+def test_flop_formula_matches_hand_count_for_sudoku_mlp() -> None:
+    config = TRMConfig.from_preset("sudoku-mlp")  # L 97, D 512, inner 512 (mlp_t) and 1536 (channel)
+    per_layer = 6 * 512 * 97 * 512 + 6 * 97 * 512 * 1536
+    assert net_call_flops(config) == 2 * per_layer  # 1.22 GFLOP
+    heads = 2 * 81 * 512 * 11 + 2 * 512 * 2
+    assert forward_step_flops(config, 3) == 3 * (21 * 2 * per_layer + heads)
+    assert training_step_flops(config, 2) == 2 * (21 * 2 * per_layer + heads + 2 * (7 * 2 * per_layer + heads))
+
+
+def test_attention_flops_count_scores_and_projections() -> None:
+    config = TRMConfig.from_preset("maze")  # L 916, D 512, n = 4
+    length, width = 916, 512
+    attention = 8 * length * width**2 + 4 * length**2 * width
+    assert net_call_flops(config) == 2 * (attention + 6 * length * width * 1536)
+
+
+@pytest.mark.parametrize("mixer", ["mlp_t", "attention"])
+def test_baseline_computes_the_package_function(mixer: str) -> None:
+    config = tiny_config(mixer=mixer, pos_encodings="none" if mixer == "mlp_t" else "rope", num_puzzle_identifiers=1)
+    torch.manual_seed(0)
+    model = TRMForGridReasoning(config).eval()
+    with torch.no_grad():
+        model.q_head.weight.normal_(0, 0.3)  # a halting head that reads y
+    plain = PlainTRM(config)
+    plain.load_package_weights(model)
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in model.parameters())
+    ids = random_batch(3)
+    with torch.no_grad():
+        expected = model(ids)
+        carry = plain.new_carry(ids, ids)
+        y, z, logits, q_halt = plain.supervision_step(plain.embed_inputs(ids), carry.y, carry.z)
+    torch.testing.assert_close(logits, expected.logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(q_halt, expected.q_halt_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(y, expected.state.y, rtol=1e-4, atol=1e-5)
+
+
+def test_baseline_training_step_learns_a_fixed_batch() -> None:
+    config = tiny_config(mixer="mlp_t", pos_encodings="none", num_puzzle_identifiers=1, halt_max_steps=2)
+    torch.manual_seed(0)
+    plain = PlainTRM(config)
+    optimizer = torch.optim.AdamW(plain.parameters(), lr=1e-2)
+    ids, labels = random_batch(4), random_batch(4, seed=1)
+    carry = plain.new_carry(ids, labels)
+    losses = []
+    for _ in range(30):
+        loss, carry = plain.training_step(carry, ids, labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.2 * losses[0]  # it memorises the batch
+    assert isinstance(plain_optimizer(plain), torch.optim.AdamW)
+
+
+def test_training_closures_run_in_both_dtypes() -> None:
+    config = tiny_config(mixer="mlp_t", pos_encodings="none")
+    for dtype in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        step = package_training_step(TRMForGridReasoning(config).train(), 3, dtype)
+        base = baseline_training_step(config, 3, dtype)
+        assert all(torch.isfinite(torch.tensor([step(), step(), base(), base()])))
+    with pytest.raises(ValueError, match="dtype"):
+        package_training_step(TRMForGridReasoning(config), 2, "fp16")()
+
+
+def test_saved_activations_grow_with_the_batch() -> None:
+    model = TRMForGridReasoning(tiny_config(mixer="mlp_t", pos_encodings="none"))
+    small, large = saved_activation_bytes(model, 2, "fp32"), saved_activation_bytes(model, 4, "fp32")
+    assert 0 < small < large <= 2.2 * small
+
+
+def test_timing_and_memory_probes() -> None:
+    calls = []
+    timing = time_runs(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(calls) == 5 and len(timing.wall) == len(timing.cpu) == 3
+    assert timing.median >= 0
+    with pytest.raises(ValueError, match="repeats"):
+        time_runs(lambda: None, repeats=0)
+    reset_peak_rss()
+    assert peak_rss_mb() > 0
+
+
+def _tiny_peak() -> dict:
+    return {"fp32": {"gflops_per_s": 100.0}, "bf16": {"gflops_per_s": 400.0}}
+
+
+def test_train_case_records_have_the_fields_and_the_baseline_ratio(monkeypatch) -> None:
+    config = tiny_config(mixer="mlp_t", pos_encodings="none", num_puzzle_identifiers=1)
+    monkeypatch.setitem(bench.PRESETS, "tiny", "tiny")
+    monkeypatch.setattr(bench.TRMConfig, "from_preset", classmethod(lambda cls, name, **kw: config))
+    lines = []
+    records = bench.run_train_case(bench.TrainCase("tiny", 2, "bf16", repeats=1), _tiny_peak(), lines.append)
+    package, baseline = records
+    assert REQUIRED_FIELDS <= package.keys()
+    assert (package["implementation"], baseline["implementation"]) == ("package", "baseline")
+    assert package["baseline_samples_per_s"] == baseline["samples_per_s"]
+    flops = training_step_flops(config, 2)
+    assert package["flops"] == flops
+    assert package["gflops_per_s"] == pytest.approx(flops / package["seconds_median"] / 1e9, rel=0.01, abs=0.05)
+    assert package["peak_fraction"] == pytest.approx(package["gflops_per_s"] / 400.0, rel=0.01, abs=1e-4)
+    assert len(lines) == 2
+    json.dumps(records)  # serialisable as written by --json
+
+    solve = bench.run_solve_case(bench.SolveCase("tiny", 2, "fp32", max_steps=2, repeats=1), _tiny_peak(), lines.append)
+    assert solve["mode"] == "solve-max" and solve["flops"] == 2 * forward_step_flops(config, 2)
+
+
+def test_targets_are_judged_from_the_records() -> None:
+    records = [
+        {"preset": "Sudoku-MLP", "mode": "train", "dtype": "bf16", "batch_size": 32, "implementation": "package",
+         "compiled": False, "speedup_vs_baseline": 2.1},
+        {"preset": "Sudoku-MLP", "mode": "train", "dtype": "bf16", "batch_size": 64, "implementation": "package",
+         "compiled": False, "speedup_vs_baseline": 1.5},
+        {"preset": "Sudoku-4x4 demo (trained)", "mode": "solve-max", "samples_per_s": 10.0, "exact_accuracy": 0.99},
+        {"preset": "Sudoku-4x4 demo (trained)", "mode": "solve-act", "samples_per_s": 40.0, "exact_accuracy": 0.987},
+    ]
+    met = [t["met"] for t in bench.evaluate_targets(records)]
+    assert met == [True, False, True]
+    records[3]["exact_accuracy"] = 0.98  # one point lower: the ACT target fails
+    assert bench.evaluate_targets(records)[2]["met"] is False
+
+
+def test_json_is_written_atomically(tmp_path) -> None:
+    path = tmp_path / "out" / "bench.json"
+    bench.write_json(str(path), {"records": [{"preset": "x"}]})
+    assert json.loads(path.read_text()) == {"records": [{"preset": "x"}]}
+    assert [p.name for p in path.parent.iterdir()] == ["bench.json"]
+
+
+def test_cli_parser_and_subcommand() -> None:
+    import argparse
+
+    args = bench.build_parser().parse_args(["--quick", "--json", "x.json"])
+    assert args.quick and args.json == "x.json"
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    bench.add_subcommands(subparsers)
+    parsed = subparsers.choices["bench"].parse_args(["--threads", "1"])
+    assert parsed.func is bench.main_from_args and parsed.threads == 1
+
+
+# ----------------------------------------------------------------------------- the package's bf16 fast path
+
+
+@pytest.mark.parametrize("dim", [-1, 1])
+def test_fused_add_norm_backward_matches_autograd(dim: int) -> None:
+    a = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: _AddRMSNorm.apply(a, b, 1e-5, dim), (a, b))
+    plain = a + b
+    expected = plain * torch.rsqrt(plain.square().mean(dim, keepdim=True) + 1e-5)
+    torch.testing.assert_close(_AddRMSNorm.apply(a, b, 1e-5, dim), expected)
+
+
+def test_fused_swiglu_backward_matches_autograd() -> None:
+    gate_up = torch.randn(2, 5, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda g: _SwiGLUActivation.apply(g, -1), (gate_up,))
+    gate, up = gate_up.chunk(2, -1)
+    torch.testing.assert_close(_SwiGLUActivation.apply(gate_up, -1), torch.nn.functional.silu(gate) * up)
+
+
+@pytest.mark.parametrize("mixer", ["mlp_t", "attention"])
+def test_bf16_fast_path_stays_close_to_fp32(mixer: str) -> None:
+    model = TRMForGridReasoning(tiny_config(mixer=mixer, pos_encodings="none" if mixer == "mlp_t" else "rope",
+                                            H_cycles=1, L_cycles=1, loss_type="softmax")).train()
+    ids, labels = random_batch(3), random_batch(3, seed=1)
+    reference = model(ids, labels=labels)
+    reference.loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = model(ids, labels=labels)
+    fast.loss.backward()
+    assert fast.state.y.dtype == torch.bfloat16  # the residual stream and carry stay in bf16
+    assert (fast.logits.float() - reference.logits).norm() / reference.logits.norm() < 0.03
+    for name, grad in grads.items():
+        error = (dict(model.named_parameters())[name].grad - grad).norm() / grad.norm().clamp_min(1e-12)
+        assert error < 0.08, name
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # the in-place path without a graph
+        torch.testing.assert_close(model(ids, labels=labels).logits, fast.logits.detach(), rtol=0, atol=0)
+
+
+def test_memory_probe_reports_the_step_peak_above_the_set_up() -> None:
+    from benchmarks.memory_probe import probe
+
+    result = probe("sudoku-mlp", 2, "package", "bf16", steps=1)
+    assert result["peak_rss_mb"] >= result["rss_ready_mb"] > 0
+    assert result["step_added_mb"] == pytest.approx(result["peak_rss_mb"] - result["rss_ready_mb"], abs=0.2)
