@@ -8,7 +8,6 @@ AutoModel and solve unseen puzzles.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -108,7 +107,7 @@ def run_demo(output_dir: str = "trm-demo", minutes: float = 6.0, size: int = 6, 
 
     model_dir = out / "model"
     ema_model = TRMForGridReasoning.from_pretrained(model_dir).eval()
-    results = score(ema_model, dataset["test"], metadata)
+    results = score(ema_model, dataset["test"], metadata, out / "data")
     results["training"] = {"recipe": recipe, "steps": trained["global_step"], "train_time_s": round(train_time, 1),
                            "torch_threads": torch.get_num_threads()}
     write_results_and_card(model_dir, results, recipe)
@@ -147,37 +146,21 @@ def write_results_and_card(model_dir: Path, results: dict[str, Any], recipe: dic
     """results.json and the README.md model card beside the weights (the card reads only the results)."""
     from .hub_card import render_model_card
 
-    (model_dir / "results.json").write_text(json.dumps(results, indent=2))
+    from .evaluation import write_results
+
+    write_results(results, model_dir / "results.json", overwrite=True)
     card = render_model_card(model_dir, results=results, recipe=recipe, training=results.get("training"))
     card.save(model_dir / "README.md")
 
 
-@torch.no_grad()
-def score(model: Any, test: Any, metadata: Any) -> dict[str, Any]:
-    from .metrics import grid_accuracy, sudoku_validity
+def score(model: Any, test: Any, metadata: Any, dataset_path: Path | None = None) -> dict[str, Any]:
+    """`trm eval`'s results for the test split: paper protocol (16 steps), ACT read off the same pass.
 
-    inputs = torch.tensor(test["input_ids"])
-    labels = torch.tensor(test["labels"])
-    start = time.time()
-    paper = model.solve(inputs, halting="max", return_trajectory=True)
-    elapsed = time.time() - start
-    act = model.solve(inputs, halting="act")
-    metrics = grid_accuracy(paper.predictions, labels, inputs=inputs, blank_token_id=1)
-    validity = sudoku_validity(paper.predictions, inputs, labels)
-    exact_by_step = (paper.trajectory == labels[:, None, :]).all(-1).float().mean(0).tolist()
-    return {
-        "schema_version": 1, "task": "sudoku",
-        "dataset": {"name": f"generated-sudoku-{metadata.grid_shape[0]}x{metadata.grid_shape[1]}", "split": "test",
-                    "num_examples": len(inputs), "build_settings": metadata.build_settings},
-        "protocol": {"halting": "max", "max_steps": model.config.halt_max_steps, "dtype": "fp32"},
-        "metrics": {**{k: v for k, v in metrics.items() if isinstance(v, float)},
-                    "valid_solution_accuracy": validity["valid_accuracy"]},
-        "accuracy_by_steps": {str(s): exact_by_step[s - 1] for s in (1, 2, 4, 8, 16) if s <= len(exact_by_step)},
-        "act": {"exact_accuracy": float((act.predictions == labels).all(-1).float().mean()),
-                "mean_steps": float(act.steps.float().mean())},
-        "mean_steps": float(paper.steps.float().mean()),
-        "wall_time_s": round(elapsed, 2), "examples_per_s": round(len(inputs) / max(elapsed, 1e-9), 1),
-    }
+    fp32, as the demo trains in fp32 (its small model gains nothing from bf16 on a CPU)."""
+    from .evaluation import evaluate_model
+
+    return evaluate_model(model, test, metadata, halting="max", dtype="fp32", progress=False,
+                          dataset_path=dataset_path, split="test")
 
 
 def draw(model: Any, test: Any, results: dict[str, Any], out: Path, symbols: list[str], size: int) -> None:

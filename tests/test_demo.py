@@ -29,6 +29,9 @@ def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> 
     assert set(results["accuracy_by_steps"]) == {"1", "2", "4", "8", "16"}
     assert results["accuracy_by_steps"]["16"] == pytest.approx(results["metrics"]["exact_accuracy"])
     assert 1 <= results["act"]["mean_steps"] <= 16
+    # the demo writes the same results file as `trm eval`: protocol, dataset identity and versions
+    assert results["protocol"]["halting"] == "max" and results["protocol"]["dtype"] == "fp32"
+    assert results["dataset"]["split"] == "test" and results["versions"]["torch"]
     for picture in ("refinement.png", "accuracy_vs_steps.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = ModelCard.load(model_dir / "README.md")
