@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import convert, demo, evaluation, publish, solve_cli, train_cli
+from . import convert, demo, evaluation, publish, solve_cli, train_cli, visualize_cli
 from .data import cli as data_cli
 
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_subcommands(subparsers)
     solve_cli.add_subcommands(subparsers)
     train_cli.add_subcommands(subparsers)
+    visualize_cli.add_subcommands(subparsers)
     _add_bench_subcommand(subparsers)
     return parser
 

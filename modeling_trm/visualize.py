@@ -72,7 +72,7 @@ def plot_refinement(question: Sequence[int], solution: Sequence[int], trajectory
     panels = steps + 2
     per_row = min(panels, 6)
     lines = math.ceil(panels / per_row)
-    fig, axes = plt.subplots(lines, per_row, figsize=(2.4 * per_row, 2.7 * lines), squeeze=False)
+    fig, axes = plt.subplots(lines, per_row, figsize=(2.4 * per_row, 2.9 * lines), squeeze=False)
     box = sudoku_box_shape(rows) if rows == cols else None
     given = question != 1 if "." in id_to_symbol else np.zeros_like(question, dtype=bool)
     _draw_grid(axes[0][0], question, np.where(given, GIVEN, "white"), id_to_symbol, box)
