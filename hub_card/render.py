@@ -1,7 +1,7 @@
 """Fill the model card of a TRM checkpoint from files, never from memory.
 
 Inputs are the saved config (and weights, for the parameter count), the results JSON(s) written by
-`trm eval` (schema: `results_schema.md`), the training recipe and a training record. The rule the
+`trm eval` (schema: `eval/results_schema.md`), the training recipe and a training record. The rule the
 card keeps: every measured number it states is in one of those files. The only other numbers are
 config values, parameter counts and the paper's published figures, which are always labelled as
 the paper's. `model-index` in the YAML header lists exactly the measured metrics, so the Hub shows

@@ -17,7 +17,7 @@ One `solve(..., return_trajectory=True)` pass per batch gives everything:
   answer for a sample is the full run's answer at the first step whose q_halt > 0 (or the last
   step). Read off the q_halt trajectory, this costs no second pass.
 
-The results file layout is `notes/results_schema.md` (schema version 1); model cards read it.
+The results file layout is `eval/results_schema.md` (schema version 1); model cards read it.
 """
 
 from __future__ import annotations
