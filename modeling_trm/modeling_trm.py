@@ -149,8 +149,12 @@ def _swiglu_activation(gate_up: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def log_stablemax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """log of s(x) / sum s(x) with s(x) = 1/(1-x) for x < 0 and x + 1 otherwise."""
-    s = torch.where(logits < 0, 1.0 / (1.0 - logits), logits + 1.0)
+    """log of s(x) / sum s(x) with s(x) = 1/(1-x) for x < 0 and x + 1 otherwise.
+
+    Each branch sees only its own half of the axis: `torch.where` back-propagates through both
+    branches, and 1/(1-x) at x = 1 (common once logits are bf16) would turn 0 * inf into NaN.
+    """
+    s = torch.where(logits < 0, 1.0 / (1.0 - logits.clamp(max=0)), logits.clamp(min=0) + 1.0)
     return torch.log(s / s.sum(dim=dim, keepdim=True))
 
 

@@ -161,6 +161,14 @@ def test_stablemax_matches_hand_computation() -> None:
     assert stablemax_cross_entropy(logits, torch.tensor([[-100]])).item() == 0.0
 
 
+def test_stablemax_gradient_is_finite_where_a_logit_is_exactly_one() -> None:
+    # bf16 logits hit 1.0 exactly; the 1/(1-x) branch must not leak 0 * inf = NaN into the gradient.
+    logits = torch.tensor([[[1.0, -1.0]]], requires_grad=True)
+    stablemax_cross_entropy(logits, torch.tensor([[0]])).sum().backward()
+    # s = (2, 0.5), sum 2.5: dL/dx0 = -1/2 + 1/2.5, dL/dx1 = (1/2.5) * 1/(1 - x1)^2
+    torch.testing.assert_close(logits.grad, torch.tensor([[[-0.1, 0.1]]]))
+
+
 def test_loss_is_lm_mean_per_sequence_plus_half_bce() -> None:
     model = tiny_model().eval()
     ids = random_batch(3)
