@@ -355,6 +355,7 @@ def test_bf16_autocast_on_cpu() -> None:
         out = model(random_batch(2), labels=random_batch(2, seed=1))
     out.loss.backward()
     assert torch.isfinite(out.loss) and out.q_halt_logits.dtype == torch.float32
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         solved = model.eval().solve(random_batch(2), halting="act")
     assert solved.predictions.shape == (2, 16)

@@ -6,6 +6,7 @@ Seeded, generous threshold (chance is ~0% exact); not a timing test. About 400 s
 from __future__ import annotations
 
 import datasets
+import pytest
 import torch
 
 from modeling_trm import TRMConfig, TRMForGridReasoning
@@ -19,7 +20,9 @@ def encode(rows) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"input_ids": questions, "labels": answers, "puzzle_identifiers": [0] * len(rows)})
 
 
-def test_tiny_trm_learns_4x4_sudoku(tmp_path) -> None:
+# bf16 is the default where the CPU has bf16 units (elsewhere that case runs in fp32 too).
+@pytest.mark.parametrize("auto_bf16", [False, True], ids=["fp32", "bf16-autocast"])
+def test_tiny_trm_learns_4x4_sudoku(tmp_path, auto_bf16: bool) -> None:
     splits = generate_sudoku_splits(4, 2000, 200, seed=0)
     train, test = encode(splits["train"]), encode(splits["test"])
     config = TRMConfig(vocab_size=6, seq_len=16, grid_shape=(4, 4), hidden_size=64, num_heads=2, H_cycles=2,
@@ -28,7 +31,7 @@ def test_tiny_trm_learns_4x4_sudoku(tmp_path) -> None:
     torch.manual_seed(0)
     args = TRMTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=64, max_steps=400,
                                 learning_rate=1e-3, warmup_steps=20, weight_decay=0.1, ema_decay=0.99, report_to=[],
-                                logging_steps=50, save_strategy="no", disable_tqdm=True, auto_bf16=False, seed=0,
+                                logging_steps=50, save_strategy="no", disable_tqdm=True, auto_bf16=auto_bf16, seed=0,
                                 per_device_eval_batch_size=200)
     trainer = TRMTrainer(model=TRMForGridReasoning(config), args=args, train_dataset=train)
     before = trainer.evaluate(test)
