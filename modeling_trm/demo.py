@@ -156,7 +156,7 @@ def write_results_and_card(model_dir: Path, results: dict[str, Any], recipe: dic
 def score(model: Any, test: Any, metadata: Any, dataset_path: Path | None = None) -> dict[str, Any]:
     """`trm eval`'s results for the test split: paper protocol (16 steps), ACT read off the same pass.
 
-    fp32, as the demo trains in fp32 (its small model gains nothing from bf16 on a CPU)."""
+    Scored in fp32 whatever the training dtype: the numbers then do not depend on the CPU's bf16 units."""
     from .evaluation import evaluate_model
 
     return evaluate_model(model, test, metadata, halting="max", dtype="fp32", progress=False,
