@@ -457,7 +457,9 @@ def render_model_card(
         training = results_list[0]["training"]
 
     if repo_id is None and isinstance(model_dir_or_config, (str, os.PathLike)):
-        model_name = Path(model_dir_or_config).resolve().name
+        folder = Path(model_dir_or_config).resolve()
+        # `trm train` and `trm demo` save into RUN_DIR/model: the run's name says more than "model"
+        model_name = folder.parent.name if folder.name == "model" and folder.parent.name else folder.name
     else:
         model_name = (repo_id or f"trm-{config.task}").split("/")[-1]
     dataset_ids = sorted({d for d in (hub_dataset_id(r["dataset"]) for r in results_list) if d})

@@ -35,6 +35,7 @@ def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> 
     for picture in ("refinement.png", "accuracy_vs_steps.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = ModelCard.load(model_dir / "README.md")
+    assert card.data.to_dict()["model-index"][0]["name"] == "demo"  # the run folder, not "model"
     assert card.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]["value"] == \
         results["metrics"]["exact_accuracy"]
     model = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
