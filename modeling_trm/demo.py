@@ -108,7 +108,7 @@ def run_demo(output_dir: str = "trm-demo", minutes: float = 6.0, size: int = 6, 
     model_dir = out / "model"
     ema_model = TRMForGridReasoning.from_pretrained(model_dir).eval()
     results = score(ema_model, dataset["test"], metadata, out / "data")
-    results["training"] = {"recipe": recipe, "steps": trained["global_step"], "train_time_s": round(train_time, 1),
+    results["training"] = {"recipe": recipe["name"], "steps": trained["global_step"], "train_time_s": round(train_time, 1),
                            "torch_threads": torch.get_num_threads()}
     write_results_and_card(model_dir, results, recipe)
     _phase("evaluate", start, f"exact {results['metrics']['exact_accuracy']:.1%} after 16 steps, "
