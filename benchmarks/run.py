@@ -385,8 +385,8 @@ def run_suite(plan: Plan, log=print) -> dict[str, Any]:
             "suite_seconds": round(seconds, 1), "command": " ".join(["python -m benchmarks.run"] + sys.argv[1:])}
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smaller plan (under 2 minutes on 2 idle cores)")
     parser.add_argument("--json", default=None, help="write the records here (atomically)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -406,13 +406,6 @@ def main_from_args(args: argparse.Namespace) -> int:
         write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
-
-
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    """`trm bench` (works from a source checkout, where `benchmarks/` is importable)."""
-    parser = subparsers.add_parser("bench", help="benchmark suite: training step, solve, GFLOP/s, memory")
-    build_parser(parser)
-    parser.set_defaults(func=main_from_args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,22 +26,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_bench_subcommand(subparsers: argparse._SubParsersAction) -> None:
-    """`trm bench`, from a source checkout: the suite lives in `benchmarks/`, which is not installed."""
+    """`trm bench [--quick] [--json PATH] ...`: the suite in a source checkout's `benchmarks/` (not installed).
+
+    Its options belong to `benchmarks.run`; they are handed over untouched, and the suite is imported
+    only when `trm bench` runs, so no other command looks at the working directory."""
+    parser = subparsers.add_parser("bench", add_help=False,
+                                   help="benchmark suite: training step, solve, GFLOP/s, memory (source checkout)")
+    parser.set_defaults(func=_run_bench, accepts_overrides=True)
+
+
+def _run_bench(args: argparse.Namespace, argv: list[str]) -> int:
     if Path("benchmarks/run.py").is_file() and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # the console script does not put the checkout on the path
     try:
         from benchmarks import run as bench
     except ImportError:
-        parser = subparsers.add_parser("bench", help="benchmark suite (run from a source checkout)")
-        parser.set_defaults(func=_bench_unavailable)
-        return
-    bench.add_subcommands(subparsers)
-
-
-def _bench_unavailable(args: argparse.Namespace) -> int:
-    print("trm bench: the benchmark suite is in the source checkout's benchmarks/ folder; run it from the "
-          "repository root (or `python -m benchmarks.run`)", file=sys.stderr)
-    return 2
+        print("trm bench: the benchmark suite is in the source checkout's benchmarks/ folder; run it from the "
+              "repository root (or `python -m benchmarks.run`)", file=sys.stderr)
+        return 2
+    return bench.main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
