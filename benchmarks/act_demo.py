@@ -39,15 +39,14 @@ def _recipe_key() -> str:
 def demo_puzzles() -> dict[str, dict[str, torch.Tensor]]:
     """Generated 4x4 puzzles as token ids (0 pad, 1 blank, 2..5 digits): train and test splits."""
     from modeling_trm.data.generate_sudoku import generate_sudoku_splits
+    from modeling_trm.demo import encode_rows
 
     splits = generate_sudoku_splits(DEMO_DATA["size"], DEMO_DATA["num_train"], DEMO_DATA["num_test"],
                                     seed=DEMO_DATA["seed"])
     out = {}
     for name, rows in splits.items():
-        out[name] = {
-            "input_ids": torch.tensor([[1 if c == "." else int(c) + 1 for c in row.question] for row in rows]),
-            "labels": torch.tensor([[int(c) + 1 for c in row.answer] for row in rows]),
-        }
+        encoded = encode_rows(rows)
+        out[name] = {"input_ids": torch.tensor(encoded["input_ids"]), "labels": torch.tensor(encoded["labels"])}
     return out
 
 

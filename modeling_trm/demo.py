@@ -53,6 +53,7 @@ def _phase(name: str, start: float, detail: str) -> None:
 
 
 def encode_rows(rows: list[Any]) -> dict[str, list]:
+    """Generated Sudoku rows as dataset columns: 1 = blank, digit d -> token d + 1, one puzzle id."""
     return {
         "input_ids": [[1 if c == "." else int(c) + 1 for c in row.question] for row in rows],
         "labels": [[int(c) + 1 for c in row.answer] for row in rows],
@@ -120,11 +121,10 @@ def run_demo(output_dir: str = "trm-demo", minutes: float = 6.0, size: int = 6, 
 
     reloaded = AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval()
     unseen = generate_sudoku_splits(size, 0, 3, seed=seed + 10_000)["test"]
-    questions = torch.tensor([[1 if c == "." else int(c) + 1 for c in row.question] for row in unseen])
-    solved = reloaded.solve(questions, halting="act")
-    for row, question, prediction, steps in zip(unseen, questions.tolist(), solved.predictions.tolist(),
-                                                solved.steps.tolist()):
-        answer = [int(c) + 1 for c in row.answer]
+    encoded = encode_rows(unseen)
+    solved = reloaded.solve(torch.tensor(encoded["input_ids"]), halting="act")
+    for question, answer, prediction, steps in zip(encoded["input_ids"], encoded["labels"],
+                                                   solved.predictions.tolist(), solved.steps.tolist()):
         verdict = "correct" if prediction == answer else "wrong"
         print(f"\nunseen puzzle:\n{format_grid(question, size, symbols)}\n"
               f"model's answer ({steps} steps, {verdict}):\n{format_grid(prediction, size, symbols)}")
@@ -144,9 +144,8 @@ def run_demo(output_dir: str = "trm-demo", minutes: float = 6.0, size: int = 6, 
 
 def write_results_and_card(model_dir: Path, results: dict[str, Any], recipe: dict[str, Any]) -> None:
     """results.json and the README.md model card beside the weights (the card reads only the results)."""
-    from .hub_card import render_model_card
-
     from .evaluation import write_results
+    from .hub_card import render_model_card
 
     write_results(results, model_dir / "results.json", overwrite=True)
     card = render_model_card(model_dir, results=results, recipe=recipe, training=results.get("training"))
