@@ -40,7 +40,8 @@ import torch
 
 from .configuration_trm import PRESETS, TRMConfig
 from .data.atomic import check_target, write_text_atomically
-from .data.metadata import IGNORE_LABEL_ID, DatasetMetadata
+from .data.metadata import DatasetMetadata
+from .metrics.token_rows import scored_cells
 from .modeling_trm import TRMForGridReasoning
 
 RESULTS_SCHEMA_VERSION = 1
@@ -301,7 +302,7 @@ def _run_batches(model: TRMForGridReasoning, rows: Any, halting: str, max_steps:
                                  return_trajectory=True)
         labels = part["labels"].astype(np.int64)
         trajectory = solved.trajectory.cpu().numpy()  # (B, max_steps, seq)
-        ignored = (labels == IGNORE_LABEL_ID) | (labels == pad)  # (B, seq)
+        ignored = ~scored_cells(labels, pad)  # (B, seq)
         out["correct_by_step"][start:end] = ((trajectory == labels[:, None, :]) | ignored[:, None, :]).all(-1)
         out["halt_by_step"][start:end] = solved.trajectory_q_halt_logits.cpu().numpy() > 0
         out["predictions"][start:end] = solved.predictions.cpu().numpy()
@@ -369,7 +370,7 @@ def _arc_metrics(rows: Any, outputs: dict[str, np.ndarray], pad_token_id: int,
     ranked = rank_arc_candidates(task_ids, test_indices, augmentations, outputs["predictions"][index],
                                  outputs["q_halt_logits"][index])
     labels = outputs["labels"][index]
-    labelled = ((labels != IGNORE_LABEL_ID) & (labels != pad_token_id)).any(axis=1)
+    labelled = scored_cells(labels, pad_token_id).any(axis=1)
     result: dict[str, Any] = {}
     if labelled.any():
         keep = np.flatnonzero(labelled)
@@ -439,7 +440,7 @@ def evaluate_model(
     budgets = sorted({b for b in step_budgets if b <= max_steps} | {max_steps})
     scored = np.ones(rows.num_rows, dtype=bool)
     if config.task == "arc":  # ARC test inputs without a known solution are voted on but not scored
-        scored = ((outputs["labels"] != IGNORE_LABEL_ID) & (outputs["labels"] != metadata.pad_token_id)).any(axis=1)
+        scored = scored_cells(outputs["labels"], metadata.pad_token_id).any(axis=1)
     results: dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "task": config.task,

@@ -51,11 +51,17 @@ def check_same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> 
         raise ValueError(f"{name_a} rows have {a.shape[1]} tokens but {name_b} rows have {b.shape[1]}")
 
 
-def scored_mask(references: np.ndarray, pad_token_id: int | None = 0) -> np.ndarray:
-    """Cells that count: the reference is neither `IGNORE_LABEL_ID` nor PAD. Every row needs one."""
+def scored_cells(references: np.ndarray, pad_token_id: int | None = 0) -> np.ndarray:
+    """Cells that count: the reference is neither `IGNORE_LABEL_ID` nor PAD (rows may have none)."""
     mask = references != IGNORE_LABEL_ID
     if pad_token_id is not None:
         mask &= references != pad_token_id
+    return mask
+
+
+def scored_mask(references: np.ndarray, pad_token_id: int | None = 0) -> np.ndarray:
+    """`scored_cells`, checked: every row needs at least one scored cell."""
+    mask = scored_cells(references, pad_token_id)
     empty_rows = np.flatnonzero(~mask.any(axis=1))
     if empty_rows.size:
         raise ValueError(f"references: row {int(empty_rows[0])} has no scored cells (all PAD or {IGNORE_LABEL_ID})")
