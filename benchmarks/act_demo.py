@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 
 from modeling_trm import TRMConfig, TRMForGridReasoning
+from modeling_trm.data.atomic import atomic_directory
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 
@@ -83,11 +83,8 @@ def load_or_train_demo_model(cache_dir: Path = CACHE_DIR, log=print) -> tuple[TR
     puzzles = demo_puzzles()
     with tempfile.TemporaryDirectory(dir=cache_dir) as workdir:
         model = train_demo_model(puzzles, os.path.join(workdir, "run"))
-        staging = Path(workdir) / "model"
+    with atomic_directory(folder, overwrite=True) as staging:  # a half-written model is never picked up
         model.save_pretrained(staging)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)  # atomic: a half-written model is never picked up
     seconds = time.perf_counter() - start
     log(f"trained in {seconds:.0f} s")
     return model, {"cached": False, "path": str(folder), "train_seconds": round(seconds, 1)}

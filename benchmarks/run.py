@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +39,7 @@ from typing import Any
 import torch
 
 from modeling_trm import TRMConfig
+from modeling_trm.data.atomic import write_text_atomically
 from modeling_trm.flops import forward_step_flops, training_step_flops
 
 from . import act_demo
@@ -341,13 +340,10 @@ def evaluate_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_json(path: str, payload: dict[str, Any]) -> None:
-    """Atomic write: a temp file in the same folder, then os.replace."""
+    """Atomic write (the package's `write_text_atomically`), creating the folder first."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(payload, stream, indent=2)
-    os.replace(tmp, target)
+    write_text_atomically(target, json.dumps(payload, indent=2))
 
 
 # ----------------------------------------------------------------------------- main
