@@ -263,7 +263,13 @@ def build_generated_sudoku_dataset(size: int, num_train: int, num_test: int, see
     with tempfile.TemporaryDirectory() as folder:
         for split, rows in splits.items():
             write_puzzle_csv(Path(folder) / f"{split}.csv", rows)
-        return build_sudoku_dataset(folder, seed=seed, num_aug=num_aug, progress=progress)
+        dataset, metadata = build_sudoku_dataset(folder, seed=seed, num_aug=num_aug, progress=progress)
+    # the CSVs lived in a temporary folder: record the generator's settings instead, so the build repeats
+    metadata.source = {"kind": "generated", "generator": "generate_sudoku_splits", "size": size,
+                       "num_train": num_train, "num_test": num_test, "seed": seed, "num_blanks": num_blanks,
+                       "blank_range": None if spread is None else list(spread),
+                       "sha256": metadata.source.get("sha256")}
+    return dataset, metadata
 
 
 def _test_count(args: argparse.Namespace) -> int:
