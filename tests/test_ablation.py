@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from modeling_trm import TRMConfig
 from modeling_trm.ablation import BASELINE, VARIANTS, markdown_table, variant_by_name, variant_recipe, verdict
@@ -147,3 +148,38 @@ def test_verdict_compares_seed_ranges_with_the_baseline() -> None:
     table = markdown_table(rows, {"task_recipe": "demo", "steps": 5, "seeds": 2})
     assert "| baseline | c | 10 | 85.0% ± 5.0 | 80.0, 90.0 | p | - |" in table
     assert "| a |" in table and "reproduced" in table
+
+
+def test_run_ablation_writes_json_table_and_chart_and_resumes(tmp_path, capsys) -> None:
+    from modeling_trm.ablation import run_ablation
+
+    recipe = load_recipe("demo")
+    recipe["data"]["args"].update(size=4, num_train=64, num_test=8)
+    recipe["model"]["overrides"].update(hidden_size=16, H_cycles=2, L_cycles=1, halt_max_steps=2)
+    recipe["training"].update(global_batch_size=8, auto_bf16=False, warmup_steps=1)
+    variants = (variant_by_name(BASELINE), variant_by_name("full-backprop"))
+    out = tmp_path / "ablate"
+    summary = run_ablation(out, recipe, variants, steps=2, seeds=2)
+    rows = {row["name"]: row for row in summary["rows"]}
+    assert set(rows) == {BASELINE, "full-backprop"} and rows[BASELINE]["seeds"] == [0, 1]
+    assert rows["full-backprop"]["verdict"] != "-" and rows[BASELINE]["verdict"] == "-"
+    saved = json.loads((out / "ablations.json").read_text())
+    assert saved["settings"]["steps"] == 2 and len(saved["rows"]) == 2
+    assert "| full-backprop |" in (out / "ablations.md").read_text()
+    assert (out / "ablations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    run = json.loads((out / "runs" / "full-backprop-seed1" / "result.json").read_text())
+    config = json.loads((out / "runs" / "full-backprop-seed1" / "model" / "config.json").read_text())
+    assert run["steps"] == 2 and config["ablation"] == "full-backprop" and config["backprop_all_cycles"]
+    # same seed, same weights: every run is seeded (initial weights included), so reruns are reproducible
+    run_ablation(tmp_path / "again", recipe, variants[:1], steps=2, seeds=1)
+    first = load_file(out / "runs" / "baseline-seed0" / "model" / "model.safetensors")
+    second = load_file(tmp_path / "again" / "runs" / "baseline-seed0" / "model" / "model.safetensors")
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    other_seed = load_file(out / "runs" / "baseline-seed1" / "model" / "model.safetensors")
+    assert not torch.equal(first["lm_head.weight"], other_seed["lm_head.weight"])
+    # a second call with the same settings trains nothing; other settings are refused
+    capsys.readouterr()
+    run_ablation(out, recipe, variants, steps=2, seeds=2)
+    assert "seed 0: exact" not in capsys.readouterr().out
+    with pytest.raises(ValueError, match="other settings"):
+        run_ablation(out, recipe, variants, steps=3, seeds=2)
