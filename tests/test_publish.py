@@ -369,3 +369,42 @@ emit({{"status": status, "first_files": first_files, "files": sorted(api.list_re
     assert result["copy_rows"] == {"train": 12, "test": 3}
     assert DatasetMetadata.from_dict(result["metadata"]).to_dict() == DatasetMetadata.load(folder).to_dict()
     assert folder_state(folder) == before
+
+
+def test_push_with_app_adds_a_demo_that_runs_without_the_package(hub, model_dir) -> None:
+    app_source = TESTS_DIR.parent / "modeling_trm" / "app.py"
+    result = hub.client(f"""
+import argparse
+from huggingface_hub import HfApi, hf_hub_download
+from modeling_trm.publish import add_subcommands
+parser = argparse.ArgumentParser(prog="trm")
+add_subcommands(parser.add_subparsers(required=True))
+args = parser.parse_args(["push", {str(model_dir)!r}, "--repo-id", "org/trm-app", "--with-app"])
+status = args.func(args)
+files = sorted(HfApi().list_repo_files("org/trm-app"))
+app_path = hf_hub_download("org/trm-app", "app.py")
+requirements = open(hf_hub_download("org/trm-app", "requirements.txt"), encoding="utf-8").read()
+emit({{"status": status, "files": files, "app": open(app_path, encoding="utf-8").read(), "requirements": requirements}})
+""")
+    assert result["status"] == 0
+    assert result["files"] == sorted([".gitattributes", *PUSHED_MODEL_FILES, "app.py", "requirements.txt"])
+    assert result["app"] == app_source.read_text(encoding="utf-8")
+    assert sorted(line.split(">=")[0] for line in result["requirements"].split()) == ["gradio", "torch", "transformers"]
+
+    result = hub.client("""
+import importlib.util, sys
+sys.modules["modeling_trm"] = None  # as on a Space: only torch, transformers and gradio are installed
+from huggingface_hub import hf_hub_download
+app_path = hf_hub_download("org/trm-app", "app.py")
+spec = importlib.util.spec_from_file_location("space_app", app_path)
+app = sys.modules["space_app"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+model = app.load_model("org/trm-app")
+refinement = app.refine(model, app.encode_puzzle(".3......3.4..4.1", model.config), None, "act")
+emit({"module": type(model).__module__, "final": refinement.final, "steps": len(refinement.answers)})
+""")
+    assert result["module"].startswith("transformers_modules.")
+    local = TRMForGridReasoning.from_pretrained(model_dir).eval()
+    solved = local.solve(torch.tensor([[1, 4, 1, 1, 1, 1, 1, 1, 4, 1, 5, 1, 1, 5, 1, 2]]), halting="act")
+    assert (result["final"], result["steps"]) == (solved.predictions[0].tolist(), int(solved.steps[0]))
+    assert sorted(prepare_model_upload(model_dir, "org/x")) == PUSHED_MODEL_FILES  # the app only when asked
