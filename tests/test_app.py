@@ -129,9 +129,19 @@ def wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: 
 
 
 @pytest.fixture
-def served_app(tmp_path):
-    """`trm app` on a tiny 4x4 model in a subprocess; yields (url, model folder)."""
+def browser_path() -> str:
+    """The system Chromium, checked before the app starts so that a skip costs nothing."""
     pytest.importorskip("gradio", reason="the app needs gradio (pip install -e '.[app]')")
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright (in the test extra)")
+    path = chromium_path()
+    if path is None:
+        pytest.skip("no Chromium installed: apt-get install -y chromium (README: 'Two commands')")
+    return path
+
+
+@pytest.fixture
+def served_app(browser_path, tmp_path):
+    """`trm app` on a tiny 4x4 model in a subprocess; yields (url, model folder)."""
     folder = tmp_path / "model"
     tiny_model().save_pretrained(folder)
     port = free_port()
@@ -149,11 +159,9 @@ def served_app(tmp_path):
         stop_process(process, timeout=20)
 
 
-def test_a_4x4_puzzle_is_solved_through_the_browser(served_app, tmp_path) -> None:
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in the test extra)")
-    browser_path = chromium_path()
-    if browser_path is None:
-        pytest.skip("no Chromium installed: apt-get install -y chromium (see README, 'Demo app')")
+def test_a_4x4_puzzle_is_solved_through_the_browser(browser_path, served_app, tmp_path) -> None:
+    from playwright import sync_api as playwright_api
+
     url, folder = served_app
     model = TRMForGridReasoning.from_pretrained(folder).eval()
     expected = refine(model, ids(QUESTION), ids(SOLUTION), "act")
