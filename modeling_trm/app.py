@@ -164,7 +164,9 @@ def summary(refinement: Refinement) -> str:
     if refinement.solution is None:
         return text + "; no solution given to check it against."
     wrong = refinement.wrong_cells(steps - 1)
-    return text + (": solved, every cell right." if wrong == 0 else f": {wrong} of {len(refinement.final)} cells wrong.")
+    if wrong == 0:
+        return text + ": solved, every cell right."
+    return text + f": {wrong} of {len(refinement.final)} cells wrong."
 
 
 def fitting_examples(config: Any) -> list[list[str]]:
@@ -187,7 +189,8 @@ def build_demo(model: Any, title: str, step_delay: float = 0.3):
             raise gr.Error(str(error)) from None
         refinement = refine(model, question, target, halting)
         for shown in range(1, len(refinement.answers)):
-            yield steps_html(refinement, config, shown), "", f"Refining: step {shown} of at most {config.halt_max_steps}"
+            progress = f"Refining: step {shown} of at most {config.halt_max_steps}"
+            yield steps_html(refinement, config, shown), "", progress
             time.sleep(step_delay)
         yield (steps_html(refinement, config, len(refinement.answers)), answer_text(refinement.final, config),
                summary(refinement))
