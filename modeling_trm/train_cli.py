@@ -23,6 +23,7 @@ RECIPE_ONLY_OPTIONS: dict[str, tuple[type, str]] = {
     "epochs": (float, "passes over the original puzzles; sets max_steps when the recipe has none"),
     "eval_interval_epochs": (float, "evaluate (and checkpoint) every this many epochs; sets eval_steps"),
     "eval_limit": (int, "evaluate on at most this many test puzzles"),
+    "curve_eval_limit": (int, "held-out puzzles scored at every --eval-steps point of the learning curve"),
 }
 RECIPE_ONLY_KEYS = tuple(RECIPE_ONLY_OPTIONS)
 # TrainingArguments fields that `trm train` derives itself.
@@ -30,6 +31,8 @@ DERIVED_FIELDS = {"output_dir": "--output-dir", "per_device_train_batch_size": "
 SECTION_PREFIXES = ("model", "data")
 USAGE = ("trm train --recipe NAME --output-dir DIR [--dataset DIR] [--csv-dir DIR] [--resume] "
          "[TRAINING OPTIONS] [--model.KEY VALUE ...] [--data.KEY VALUE ...]")
+# Held-out puzzles scored at every `eval_steps` point of the learning curve (bounded time per point).
+DEFAULT_CURVE_EVAL_LIMIT = 256
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +42,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
                     "transformers example scripts take them (--max-steps 20, --learning_rate 3e-4, a bare "
                     "--use-cpu); '--model.KEY VALUE' overrides the model config (e.g. --model.hidden-size 128), "
                     "'--data.KEY VALUE' the dataset build. 'trm train --recipe NAME --help' lists every training "
-                    "option with the recipe's value.",
+                    "option with the recipe's value. With --eval-steps N the held-out exact accuracy (EMA weights, all "
+                    "supervision steps) of the first --curve-eval-limit puzzles (default "
+                    f"{DEFAULT_CURVE_EVAL_LIMIT}) is logged every N steps and drawn in OUTPUT_DIR/learning_curve.png.",
     )
     parser.add_argument("-h", "--help", action="store_true", help="show this help, with every training option")
     # --recipe and --output-dir are required; checked in run_train so that --help works without them
@@ -191,6 +196,7 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
 
     from .configuration_trm import TRMConfig
     from .data.metadata import load_trm_dataset
+    from .learning_curve import LearningCurveCallback, curve_points
     from .modeling_trm import TRMForGridReasoning
     from .trainer import TRMTrainer, TRMTrainingArguments
 
@@ -215,6 +221,7 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
     epochs = training.pop("epochs", None)
     eval_interval_epochs = training.pop("eval_interval_epochs", None)
     eval_limit = training.pop("eval_limit", None)
+    curve_eval_limit = int(training.pop("curve_eval_limit", DEFAULT_CURVE_EVAL_LIMIT))
     if "max_steps" not in training:
         if epochs is None:
             raise ValueError("the recipe needs 'max_steps' or 'epochs' in its training section")
@@ -231,18 +238,22 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
     eval_split = dataset["test"]
     if eval_limit is not None:
         eval_split = eval_split.select(range(min(int(eval_limit), len(eval_split))))
+    curve_split = eval_split.select(range(min(curve_eval_limit, len(eval_split))))  # periodic evaluations
 
     targs = TRMTrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=global_batch // (world_size * accumulation),
                                  **training)
-    trainer = TRMTrainer(model=model, args=targs, train_dataset=dataset["train"], eval_dataset=eval_split,
-                         callbacks=callbacks)
+    trainer = TRMTrainer(model=model, args=targs, train_dataset=dataset["train"], eval_dataset=curve_split,
+                         callbacks=[*(callbacks or []), LearningCurveCallback()])
     train_output = trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.save_state()  # trainer_state.json with the log history (the learning curve's numbers)
     metrics = trainer.evaluate(eval_split)
     model_dir = output_dir / "model"
     trainer.save_model(str(model_dir))
     results = {"recipe": recipe["name"], "metrics": metrics, "train_runtime_s": train_output.metrics["train_runtime"],
                "train_samples_started": trainer.samples_started, "train_samples_finished": trainer.samples_finished,
-               "global_step": trainer.state.global_step, "torch_num_threads": torch.get_num_threads()}
+               "global_step": trainer.state.global_step, "torch_num_threads": torch.get_num_threads(),
+               "learning_curve": [{"step": step, "exact_accuracy": accuracy}
+                                  for step, accuracy in curve_points(trainer.state.log_history)]}
     if trainer.is_world_process_zero():
         (model_dir / "train_results.json").write_text(json.dumps(results, indent=2))
         (model_dir / "recipe.json").write_text(json.dumps(recipe, indent=2))
