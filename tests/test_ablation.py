@@ -183,3 +183,19 @@ def test_run_ablation_writes_json_table_and_chart_and_resumes(tmp_path, capsys) 
     assert "seed 0: exact" not in capsys.readouterr().out
     with pytest.raises(ValueError, match="other settings"):
         run_ablation(out, recipe, variants, steps=3, seeds=2)
+
+
+def test_budget_minutes_become_a_fixed_step_count_from_the_cost_model() -> None:
+    from modeling_trm.ablation import IDLE_SECONDS_PER_BASELINE_STEP, steps_for_budget
+
+    base = {"num_layers": 2, "H_cycles": 3, "L_cycles": 6}
+    # block applications per step, backward = 2 forwards: baseline 2 * 7 * (2 + 3) = 70
+    assert variant_by_name(BASELINE).relative_cost(base) == 1.0
+    assert variant_by_name("full-backprop").relative_cost(base) == pytest.approx(2 * 7 * 9 / 70)
+    assert variant_by_name("4-layers-n3").relative_cost(base) == pytest.approx(4 * 4 * 5 / 70)
+    assert variant_by_name("T1-n2").relative_cost(base) == pytest.approx(2 * 3 * 3 / 70)
+    recipe = load_recipe("demo")
+    one = (variant_by_name(BASELINE),)
+    assert steps_for_budget(10, one, 2, recipe) == int(600 / (IDLE_SECONDS_PER_BASELINE_STEP * 2))
+    with pytest.raises(ValueError, match="budget-minutes"):
+        steps_for_budget(0, one, 1, recipe)
