@@ -143,10 +143,10 @@ def test_verdict_compares_seed_ranges_with_the_baseline() -> None:
     assert verdict(higher, base).startswith("NOT reproduced")
     assert verdict(overlap, base) == "lower on average, ranges overlap"
     assert verdict(base, base) == "-"
-    rows = [dict(base, change="c", paper="p", num_parameters=10, verdict="-"),
-            dict(lower, change="c", paper="p", num_parameters=10, verdict=verdict(lower, base))]
+    rows = [dict(base, change="c", paper="p", num_parameters=10, verdict="-", token_accuracy=0.95),
+            dict(lower, change="c", paper="p", num_parameters=10, verdict=verdict(lower, base), token_accuracy=0.9)]
     table = markdown_table(rows, {"task_recipe": "demo", "steps": 5, "seeds": 2})
-    assert "| baseline | c | 10 | 85.0% ± 5.0 | 80.0, 90.0 | p | - |" in table
+    assert "| baseline | c | 10 | 85.0% ± 5.0 | 80.0, 90.0 | 95.0% | p | - |" in table
     assert "| a |" in table and "reproduced" in table
 
 
