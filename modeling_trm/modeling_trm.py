@@ -362,6 +362,41 @@ class TRMSolveOutput(ModelOutput):
     trajectory_q_halt_logits: torch.Tensor | None = None  # (B, max_steps)
 
 
+# ----------------------------------------------------------------------------- loading checks
+
+
+class CheckpointLoadError(ValueError):
+    """A checkpoint that cannot be loaded as it is; the message names the source and the problem."""
+
+
+def _loading_problems(info: dict) -> list[str]:
+    """Every key that `from_pretrained` would have left freshly initialised, skipped or re-shaped."""
+    problems = []
+    if info.get("missing_keys"):
+        problems.append("missing from the weights: " + ", ".join(sorted(info["missing_keys"])))
+    if info.get("unexpected_keys"):
+        problems.append("in the weights but not in the model: " + ", ".join(sorted(info["unexpected_keys"])))
+    for key, stored, expected in sorted(info.get("mismatched_keys") or ()):
+        problems.append(f"{key} has shape {list(stored)} in the weights, the config needs {list(expected)}")
+    return problems + [str(message) for message in info.get("error_msgs") or ()]
+
+
+def _unreadable_weights_file(source: str) -> str:
+    """The first `*.safetensors` file of a local folder that safetensors cannot open, else a best guess."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    folder = Path(source)
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else ():
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except Exception:  # safetensors raises its own error types for every malformed header
+            return str(path)
+    return f"{source}/model.safetensors"
+
+
 # ----------------------------------------------------------------------------- model
 
 
@@ -414,6 +449,36 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         self.y_init = nn.Parameter(torch.empty(d))
         self.z_init = nn.Parameter(torch.empty(d))
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing a partial load.
+
+        transformers re-initialises weights missing from a checkpoint (and skips unexpected ones) with
+        only a logged report; a TRM loaded so answers nonsense. Here every missing, unexpected or
+        mis-shaped key, and an unreadable weights file, raises one `CheckpointLoadError` that names
+        the checkpoint; the model is never returned. `ignore_mismatched_sizes=True` is the explicit
+        opt-in to transformers' partial loading and skips this check.
+        """
+        if kwargs.get("ignore_mismatched_sizes"):
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        from safetensors import SafetensorError
+
+        source = str(pretrained_model_name_or_path)
+        wants_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args,
+                                                  output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+        except SafetensorError as error:
+            raise CheckpointLoadError(f"{_unreadable_weights_file(source)}: not a readable safetensors file "
+                                      f"(truncated, or another format): {error}") from None
+        except ValueError as error:  # e.g. a config.json field that TRMConfig.validate refuses
+            raise CheckpointLoadError(f"{source}: {error}") from error
+        problems = _loading_problems(info)
+        if problems:
+            raise CheckpointLoadError(f"{source}: the weights do not fit its config.json (a checkpoint of another "
+                                      f"configuration?); refusing a partial load: " + "; ".join(problems))
+        return (model, info) if wants_info else model
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -727,6 +792,6 @@ TRMConfig.register_for_auto_class()
 TRMForGridReasoning.register_for_auto_class("AutoModel")
 
 __all__ = [
-    "TRMForGridReasoning", "TRMPreTrainedModel", "TRMState", "TRMOutput", "TRMSolveOutput",
+    "CheckpointLoadError", "TRMForGridReasoning", "TRMPreTrainedModel", "TRMState", "TRMOutput", "TRMSolveOutput",
     "RecursiveCore", "stablemax_cross_entropy", "log_stablemax", "rms_norm",
 ]

@@ -44,7 +44,10 @@ def symbol_lookup(config: Any) -> dict[str, int]:
 
 def read_puzzles(stream: TextIO, config: Any, name: str = "<stdin>") -> list[list[int]]:
     """Token ids of every puzzle in `stream`; raises `PuzzleInputError` naming the first bad line."""
-    text = stream.read()
+    try:
+        text = stream.read()
+    except UnicodeDecodeError as error:
+        raise PuzzleInputError(f"{name}: not UTF-8 text ({error})") from None
     lookup = symbol_lookup(config)
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")
@@ -80,14 +83,24 @@ def render_answer(tokens: list[int], config: Any, as_grid: bool) -> str:
 
 
 def run_solve(args: argparse.Namespace) -> int:
-    from transformers import AutoModel
+    """Config, then every puzzle, then the weights: bad input is refused before the model loads."""
+    from transformers import AutoConfig, AutoModel
 
-    model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
-    if args.file:
-        with open(args.file) as handle:
-            puzzles = read_puzzles(handle, model.config, args.file)
-    else:
-        puzzles = read_puzzles(sys.stdin, model.config)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    try:
+        try:
+            config = AutoConfig.from_pretrained(args.model, trust_remote_code=True)
+        except ValueError as error:  # a config.json field that TRMConfig.validate refuses
+            raise ValueError(f"{args.model}: {error}") from None
+        if args.file:
+            with open(args.file, encoding="utf-8") as handle:
+                puzzles = read_puzzles(handle, config, args.file)
+        else:
+            puzzles = read_puzzles(sys.stdin, config)
+        model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
+    except OSError as error:  # no such model or puzzles file, unreadable config
+        raise ValueError(str(error)) from None
     ids = torch.tensor(puzzles)
     for start in range(0, len(ids), args.batch_size):
         out = model.solve(ids[start:start + args.batch_size], halting=args.halting, max_steps=args.max_steps)
