@@ -28,6 +28,7 @@ from transformers.utils import ModelOutput
 from .configuration_trm import TRMConfig
 
 IGNORE_INDEX = -100
+_INDEX_DTYPES = (torch.int64, torch.int32)  # what nn.Embedding accepts as indices
 # On a CPU in half precision the sequence-MLP model runs slices of the batch of about this many
 # positions (samples x sequence length) at a time: measured best between 12 and 16 Sudoku samples.
 _CPU_ROWS_PER_CHUNK = 1600
@@ -488,14 +489,18 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         cfg = self.config
         if input_ids.dim() != 2 or input_ids.shape[1] != cfg.seq_len:
             raise ValueError(f"input_ids must have shape (batch, {cfg.seq_len}), got {tuple(input_ids.shape)}")
-        if input_ids.dtype.is_floating_point:
-            raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
+        if input_ids.dtype not in _INDEX_DTYPES:  # nn.Embedding takes no other dtype
+            raise ValueError(f"input_ids must be int64 or int32 token ids, got dtype {input_ids.dtype} "
+                             "(convert with .long())")
         if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size):
             raise ValueError(
                 f"input_ids contain ids outside the vocabulary [0, {cfg.vocab_size}): "
                 f"min {int(input_ids.min())}, max {int(input_ids.max())}"
             )
         if puzzle_identifiers is not None:
+            if puzzle_identifiers.dtype not in _INDEX_DTYPES:
+                raise ValueError(f"puzzle_identifiers must be int64 or int32 ids, got dtype {puzzle_identifiers.dtype} "
+                                 "(convert with .long())")
             if puzzle_identifiers.shape != (input_ids.shape[0],):
                 raise ValueError(f"puzzle_identifiers must have shape ({input_ids.shape[0]},), "
                                  f"got {tuple(puzzle_identifiers.shape)}")

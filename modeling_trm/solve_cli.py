@@ -49,14 +49,16 @@ def read_puzzles(stream: TextIO, config: Any, name: str = "<stdin>") -> list[lis
     except UnicodeDecodeError as error:
         raise PuzzleInputError(f"{name}: not UTF-8 text ({error})") from None
     lookup = symbol_lookup(config)
-    lines = text.splitlines()
+    # Only "\n" ends a line: str.splitlines would also split at form feeds, \x85, \u2028, ..., and the
+    # line numbers in errors would no longer match the file.
+    lines = text.split("\n")
     first = next((line for line in lines if line.strip()), "")
     if first.strip().split(",")[:2] == list(CSV_HEADER[:2]):
-        reader = csv.DictReader(io.StringIO(text))
-        entries = [(reader.line_num, row.get("question") or "") for row in reader]
+        entries = _csv_questions(text, name)
     else:
-        entries = [(number, line.rstrip("\r\n")) for number, line in enumerate(lines, start=1)
-                   if line.strip() and not line.lstrip().startswith("#")]
+        comments = "#" not in lookup  # in a maze '#' is a wall, and nearly every maze row starts with one
+        entries = [(number, line.rstrip("\r")) for number, line in enumerate(lines, start=1)
+                   if line.strip() and not (comments and line.lstrip().startswith("#"))]
     puzzles = []
     for number, question in entries:
         if config.task == "sudoku":
@@ -71,6 +73,19 @@ def read_puzzles(stream: TextIO, config: Any, name: str = "<stdin>") -> list[lis
     if not puzzles:
         raise PuzzleInputError(f"{name}: no puzzles found")
     return puzzles
+
+
+def _csv_questions(text: str, name: str) -> list[tuple[int, str]]:
+    """(line number, question) of each row of a CSV with a `question` column."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    entries: list[tuple[int, str]] = []
+    try:
+        for row in reader:
+            entries.append((reader.line_num, row.get("question") or ""))
+    except csv.Error as error:  # a stray quote or carriage return, a field over the csv module's size limit
+        complete = entries[-1][0] if entries else 1  # the failing row starts after the last complete one
+        raise PuzzleInputError(f"{name} line {complete + 1}: not a readable CSV row ({error})") from None
+    return entries
 
 
 def render_answer(tokens: list[int], config: Any, as_grid: bool) -> str:
