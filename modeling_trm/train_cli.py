@@ -17,7 +17,9 @@ from typing import Any
 from .recipes_io import available_recipes, load_recipe
 
 # Keys of a recipe's "training" section that are not TrainingArguments fields.
-RECIPE_ONLY_KEYS = ("global_batch_size", "epochs", "eval_interval_epochs", "eval_limit")
+RECIPE_ONLY_KEYS = ("global_batch_size", "epochs", "eval_interval_epochs", "eval_limit", "curve_eval_limit")
+# Held-out puzzles scored at every `eval_steps` point of the learning curve (bounded time per point).
+DEFAULT_CURVE_EVAL_LIMIT = 256
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +27,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a TRM from a recipe",
         description="Train with a recipe from configuration/. Extra '--key value' pairs override the recipe: "
                     "training keys (e.g. --max-steps 20 --learning-rate 3e-4), 'model.KEY' for the model config "
-                    "(e.g. --model.hidden-size 128), 'data.KEY' for the dataset build.",
+                    "(e.g. --model.hidden-size 128), 'data.KEY' for the dataset build. With --eval-steps N the "
+                    "held-out exact accuracy (EMA weights, all supervision steps) of the first --curve-eval-limit "
+                    f"puzzles (default {DEFAULT_CURVE_EVAL_LIMIT}) is logged every N steps and drawn in "
+                    "OUTPUT_DIR/learning_curve.png.",
     )
     parser.add_argument("--recipe", required=True, help=f"one of {available_recipes()} or a JSON path")
     parser.add_argument("--output-dir", required=True, help="checkpoints, final EMA model and results go here")
@@ -86,6 +91,7 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
 
     from .configuration_trm import TRMConfig
     from .data.metadata import load_trm_dataset
+    from .learning_curve import LearningCurveCallback, curve_points
     from .modeling_trm import TRMForGridReasoning
     from .trainer import TRMTrainer, TRMTrainingArguments
 
@@ -110,6 +116,7 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
     epochs = training.pop("epochs", None)
     eval_interval_epochs = training.pop("eval_interval_epochs", None)
     eval_limit = training.pop("eval_limit", None)
+    curve_eval_limit = int(training.pop("curve_eval_limit", DEFAULT_CURVE_EVAL_LIMIT))
     if "max_steps" not in training:
         if epochs is None:
             raise ValueError("the recipe needs 'max_steps' or 'epochs' in its training section")
@@ -126,18 +133,22 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
     eval_split = dataset["test"]
     if eval_limit is not None:
         eval_split = eval_split.select(range(min(int(eval_limit), len(eval_split))))
+    curve_split = eval_split.select(range(min(curve_eval_limit, len(eval_split))))  # periodic evaluations
 
     targs = TRMTrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=global_batch // (world_size * accumulation),
                                  **training)
-    trainer = TRMTrainer(model=model, args=targs, train_dataset=dataset["train"], eval_dataset=eval_split,
-                         callbacks=callbacks)
+    trainer = TRMTrainer(model=model, args=targs, train_dataset=dataset["train"], eval_dataset=curve_split,
+                         callbacks=[*(callbacks or []), LearningCurveCallback()])
     train_output = trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.save_state()  # trainer_state.json with the log history (the learning curve's numbers)
     metrics = trainer.evaluate(eval_split)
     model_dir = output_dir / "model"
     trainer.save_model(str(model_dir))
     results = {"recipe": recipe["name"], "metrics": metrics, "train_runtime_s": train_output.metrics["train_runtime"],
                "train_samples_started": trainer.samples_started, "train_samples_finished": trainer.samples_finished,
-               "global_step": trainer.state.global_step, "torch_num_threads": torch.get_num_threads()}
+               "global_step": trainer.state.global_step, "torch_num_threads": torch.get_num_threads(),
+               "learning_curve": [{"step": step, "exact_accuracy": accuracy}
+                                  for step, accuracy in curve_points(trainer.state.log_history)]}
     if trainer.is_world_process_zero():
         (model_dir / "train_results.json").write_text(json.dumps(results, indent=2))
         (model_dir / "recipe.json").write_text(json.dumps(recipe, indent=2))

@@ -168,11 +168,15 @@ class TRMTrainer(Trainer):
 
     def _freeze_unreachable_parameters(self) -> None:
         """Parameters no gradient can reach would stall DDP; under the 1-step gradient (T > 1) the
-        initial states only enter through no-grad cycles, and without a prefix the id table is unused."""
+        initial states only enter through no-grad cycles, and without a prefix the id table is unused.
+        (Ablations: full back-propagation reaches both initial states; a single latent never reads y_init.)"""
         model = self.model
-        if model.config.H_cycles > 1:
+        config = model.config
+        if config.H_cycles > 1 and not getattr(config, "backprop_all_cycles", False):
             model.y_init.requires_grad_(False)
             model.z_init.requires_grad_(False)
+        if getattr(config, "single_latent", False):
+            model.y_init.requires_grad_(False)
         if model.config.puzzle_emb_len == 0:
             model.puzzle_embedding.weight.requires_grad_(False)
 
