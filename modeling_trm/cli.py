@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import ablation, convert, demo, evaluation, publish, solve_cli, train_cli, visualize_cli
+from . import ablation, app_cli, convert, demo, evaluation, publish, solve_cli, train_cli, visualize_cli
 from .data import cli as data_cli
 
 
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trm", description="Tiny Recursive Model tools")
     subparsers = parser.add_subparsers(dest="command", required=True)
     ablation.add_subcommands(subparsers)
+    app_cli.add_subcommands(subparsers)
     convert.add_subcommands(subparsers)
     data_cli.add_subcommands(subparsers)
     demo.add_subcommands(subparsers)
