@@ -246,6 +246,7 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
                          callbacks=[*(callbacks or []), LearningCurveCallback()])
     train_output = trainer.train(resume_from_checkpoint=True if resume else None)
     trainer.save_state()  # trainer_state.json with the log history (the learning curve's numbers)
+    curve = curve_points(trainer.state.log_history)  # the periodic slice only, not the final full-split score
     metrics = trainer.evaluate(eval_split)
     model_dir = output_dir / "model"
     trainer.save_model(str(model_dir))
@@ -253,7 +254,7 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
                "train_samples_started": trainer.samples_started, "train_samples_finished": trainer.samples_finished,
                "global_step": trainer.state.global_step, "torch_num_threads": torch.get_num_threads(),
                "learning_curve": [{"step": step, "exact_accuracy": accuracy}
-                                  for step, accuracy in curve_points(trainer.state.log_history)]}
+                                  for step, accuracy in curve]}
     if trainer.is_world_process_zero():
         (model_dir / "train_results.json").write_text(json.dumps(results, indent=2))
         (model_dir / "recipe.json").write_text(json.dumps(recipe, indent=2))
