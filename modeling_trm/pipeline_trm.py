@@ -135,6 +135,8 @@ class GridReasoningPipeline(Pipeline):
         if isinstance(inputs, (str, list, tuple, np.ndarray)):
             if self._is_batch(inputs):
                 inputs = [self.encode(puzzle, index) for index, puzzle in enumerate(inputs)]
+                if not inputs:
+                    return []
             else:
                 inputs = self.encode(inputs, 0)
         return super().__call__(inputs, *args, **kwargs)
