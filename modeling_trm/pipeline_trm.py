@@ -75,7 +75,10 @@ class GridReasoningPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, halting: str | None = None, max_steps: int | None = None, **unused: Any):
+    def _sanitize_parameters(self, halting: str | None = None, max_steps: int | None = None, **unknown: Any):
+        if unknown:
+            raise ValueError(f"unknown grid-reasoning parameters {sorted(unknown)}; "
+                             "it takes halting, max_steps, batch_size and device")
         forward: dict[str, Any] = {}
         if halting is not None:
             if halting not in HALTING_MODES:
@@ -90,13 +93,10 @@ class GridReasoningPipeline(Pipeline):
     # -- inputs ---------------------------------------------------------------------------------
 
     def _is_batch(self, inputs: Any) -> bool:
-        if isinstance(inputs, np.ndarray):
-            return inputs.ndim == 3 if self.model.config.task == "arc" else inputs.ndim == 2
-        if not isinstance(inputs, (list, tuple)):
-            return False
+        """A list of puzzles, rather than one (for ARC a grid is itself a list of rows)."""
         if self.model.config.task == "arc":
-            return not _is_grid(inputs)
-        return True
+            return inputs.ndim == 3 if isinstance(inputs, np.ndarray) else not _is_grid(inputs)
+        return isinstance(inputs, (list, tuple)) or (isinstance(inputs, np.ndarray) and inputs.ndim == 1)
 
     def encode(self, puzzle: Any, index: int | None = None) -> EncodedPuzzle:
         """Token ids of one input; `ValueError` naming the puzzle index and the problem."""

@@ -95,6 +95,8 @@ def test_bad_sudoku_inputs_name_the_puzzle_before_any_compute(sudoku_model, inpu
         del sudoku_model.solve
     with pytest.raises(ValueError, match="halting must be one of"):
         solver(QUESTIONS[0], halting="sometimes")
+    with pytest.raises(ValueError, match=r"unknown grid-reasoning parameters \['max_step'\]"):
+        solver(QUESTIONS[0], max_step=3)
 
 
 def test_maze_answers_say_whether_they_mark_a_shortest_path() -> None:
