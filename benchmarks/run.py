@@ -11,6 +11,8 @@ Measures, in one process and one run:
   bf16 and fp32; eager and with the gradient cycle compiled (`workloads.GradOnlyCompiledCore`);
 - `solve` throughput with `halting="max"` on the presets (untrained: ACT would never halt), and
   ACT vs max on a small model trained here (`benchmarks/act_demo.py`) with both accuracies;
+- fixed 16 steps, shrink-only ACT and slot-refill ACT (`solve(..., slots=64)`) on the 1,000 demo test
+  puzzles with the demo model's halting threshold raised so that puzzles halt at 1 to 16 steps;
 - what autograd saves for one Sudoku-MLP training step at batch 64 (the activations behind the RSS).
 
 FLOPs are counted analytically (`modeling_trm/flops.py`, matmuls only, 2 per multiply-add):
