@@ -1,14 +1,15 @@
 """Publish TRM checkpoints and datasets on the Hugging Face Hub, each in one commit.
 
     trm card  OUTPUT_DIR [--results FILE ...] [--recipe NAME_OR_PATH]       write OUTPUT_DIR/README.md
-    trm push  OUTPUT_DIR --repo-id org/name [--private] [--revision BRANCH] [--commit-message TEXT]
+    trm push  OUTPUT_DIR --repo-id org/name [--private] [--revision BRANCH] [--commit-message TEXT] [--with-app]
     trm data push DATASET_DIR --repo-id org/name [--private] [--revision BRANCH] [--commit-message TEXT]
 
 A model push uploads what `from_pretrained(..., trust_remote_code=True)` needs and what the card
 cites: the EMA weights (`model.safetensors`), `config.json`, the remote code (`configuration_trm.py`,
 `modeling_trm.py` and the modules they import: the `grid-reasoning` pipeline `pipeline_trm.py` and its
 helpers), the card (`README.md`, rendered from the results if the folder has none) and the
-results, recipe and training record it was rendered from. Nothing else in the folder is sent
+results, recipe and training record it was rendered from; `--with-app` adds the browser demo as
+`app.py` with its `requirements.txt` (a Space-style repo). Nothing else in the folder is sent
 (checkpoints, raw weights and pickled training arguments stay local), and the folder is only read.
 A dataset push uploads every split as Parquet (features kept), a dataset card and `trm_metadata.json`.
 
@@ -37,6 +38,9 @@ CARD_NAME = "README.md"
 RESULTS_NAME = "results.json"
 RECIPE_NAME = "recipe.json"
 TRAINING_RECORD_NAME = "train_results.json"
+APP_NAME = "app.py"  # the Gradio demo (modeling_trm/app.py), which imports only torch, transformers, gradio
+APP_REQUIREMENTS_NAME = "requirements.txt"
+APP_REQUIREMENTS = "torch>=2.6\ntransformers>=5.0\ngradio>=6.0\n"  # what a Space installs to run app.py
 DATASET_CARD_TEMPLATE = "dataset_card.md.jinja"
 MAX_PARQUET_SHARD_BYTES = 500 * 1024 * 1024  # the Hub's dataset viewer handles shards of this size well
 
@@ -46,7 +50,8 @@ class ModelFolderError(ValueError):
 
 
 class PublishError(RuntimeError):
-    """The Hub refused or the upload failed; nothing was committed and the local folder is unchanged."""
+    """The Hub refused or the upload failed; the local folder is unchanged, and the message says what the
+    branch holds now (a commit is all or nothing: the old commit, or, if only the answer was lost, the new one)."""
 
 
 # ----------------------------------------------------------------------------- model folders
@@ -191,13 +196,14 @@ def prepare_model_upload(
     recipe: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     render_card: bool | None = None,
+    with_app: bool = False,
 ) -> dict[str, Path | bytes]:
     """Everything one push sends (path in repo -> local file or bytes), checked, without touching the network.
 
     Results/recipe/training given here replace the folder's `results.json`/`recipe.json`/
     `train_results.json` in the upload (not on disk). The card is rendered when `render_card` is True,
     or when it is None and the folder has no README.md or new results were given; otherwise the
-    folder's README.md is sent as it is.
+    folder's README.md is sent as it is. `with_app` adds the demo app (`app.py`, `requirements.txt`).
     """
     from .hub_card.render import render_model_card
 
@@ -224,6 +230,9 @@ def prepare_model_upload(
     else:
         check_card_matches_results(folder / CARD_NAME, inputs.results)
         files[CARD_NAME] = folder / CARD_NAME
+    if with_app:
+        files[APP_NAME] = Path(__file__).with_name(APP_NAME)
+        files[APP_REQUIREMENTS_NAME] = APP_REQUIREMENTS.encode("utf-8")
     return files
 
 
@@ -261,6 +270,7 @@ def push_model_folder(
     recipe: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     render_card: bool | None = None,
+    with_app: bool = False,
 ):
     """Upload a saved TRM model folder to `repo_id` in one commit; returns the `huggingface_hub.CommitInfo`.
 
@@ -278,10 +288,10 @@ def push_model_folder(
             Title of the commit.
         token (`str`, *optional*):
             Hub token; defaults to `HF_TOKEN` / the stored login.
-        results, recipe, training, render_card:
+        results, recipe, training, render_card, with_app:
             See `prepare_model_upload`.
     """
-    files = prepare_model_upload(folder, repo_id, results, recipe, training, render_card)
+    files = prepare_model_upload(folder, repo_id, results, recipe, training, render_card, with_app)
     message = commit_message or f"Upload TRM model from {find_model_folder(folder).name}"
     return _commit_files(repo_id, "model", files, private, revision, message, token,
                          stale=lambda path: path.startswith("model") and ".safetensors" in path)
@@ -436,22 +446,53 @@ def _commit_files(repo_id: str, repo_type: str, files: dict[str, Path | bytes], 
         raise ValueError(f"invalid repo id {repo_id!r}: {error}") from None
     api = HfApi(token=token)
     where = f"{repo_type} repo {repo_id}" + (f" (branch {revision})" if revision else "")
+    head = None
     try:
         if not api.repo_exists(repo_id, repo_type=repo_type):  # asking first: not every server answers 409 alike
             api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
-        existing = api.list_repo_files(repo_id, repo_type=repo_type, revision=revision)
+        head = api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+        existing = api.list_repo_files(repo_id, repo_type=repo_type, revision=head)
         deletions = [CommitOperationDelete(path_in_repo=path) for path in existing if stale(path) and path not in files]
         additions = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(src) if isinstance(src, Path) else src)
                      for path, src in sorted(files.items())]
+        # parent_commit: if anyone moved the branch since `existing` was listed, the Hub refuses the commit
+        # instead of applying deletions computed from a stale listing.
         return api.create_commit(repo_id, [*deletions, *additions], commit_message=commit_message,
-                                 repo_type=repo_type, revision=revision)
+                                 repo_type=repo_type, revision=revision, parent_commit=head)
     except Exception as error:
-        if not isinstance(error, (HfHubHTTPError, OSError)) and not _is_transport_error(error):
+        if not _caused_by_the_hub(error, (HfHubHTTPError, OSError)):
             raise
-        raise PublishError(f"pushing to the {where} failed, nothing was committed "
-                           f"(the local files are unchanged): {error}") from error
+        outcome = _commit_outcome(api, repo_id, repo_type, revision, head)
+        raise PublishError(f"pushing to the {where} failed, {outcome} (the local files are unchanged): {error}") \
+            from error
+
+
+def _commit_outcome(api: Any, repo_id: str, repo_type: str, revision: str | None, head: str | None) -> str:
+    """What a failed push left on the Hub, asked again after the failure: a commit is all or nothing, but a
+    connection lost while the Hub stored it leaves the client unsure which."""
+    if head is None:
+        return "nothing was committed"
+    try:
+        now = api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+    except Exception:  # the Hub cannot be reached right now either
+        return (f"and whether the commit landed is unknown (the branch was at {head}); pushing again is safe: "
+                "an identical push adds no commit")
+    if now == head:
+        return f"nothing was committed (the branch is still at {head})"
+    return (f"but the branch moved from {head} to {now}: the commit landed although its answer was lost; pushing "
+            "again is safe: an identical push adds no commit")
+
+
+def _caused_by_the_hub(error: BaseException, hub_errors: tuple[type[BaseException], ...]) -> bool:
+    """An HTTP or connection error, or an error raised because of one (huggingface_hub wraps a failed LFS
+    upload in a plain RuntimeError whose cause is the connection error)."""
+    while error is not None:
+        if isinstance(error, hub_errors) or _is_transport_error(error):
+            return True
+        error = error.__cause__
+    return False
 
 
 def _is_transport_error(error: BaseException) -> bool:
@@ -517,7 +558,7 @@ def _run_push(args: argparse.Namespace) -> int:
     commit = push_model_folder(args.output_dir, args.repo_id, private=args.private, revision=args.revision,
                                commit_message=args.commit_message,
                                results=args.results or None, recipe=_load_recipe_arg(args.recipe),
-                               render_card=True if args.render_card else None)
+                               render_card=True if args.render_card else None, with_app=args.with_app)
     print(f"pushed {find_model_folder(args.output_dir)} to {args.repo_id}: {commit.commit_url}")
     return 0
 
@@ -550,6 +591,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     push.add_argument("--recipe", help="recipe name or JSON path for the card (default: OUTPUT_DIR/recipe.json)")
     push.add_argument("--render-card", action="store_true",
                       help="render the card even if OUTPUT_DIR/README.md exists (the local file is not changed)")
+    push.add_argument("--with-app", action="store_true",
+                      help="also upload the browser demo as app.py + requirements.txt (as a Gradio Space runs it; "
+                           "the model repo itself stays a model repo)")
     push.set_defaults(func=_run_push)
 
     card = subparsers.add_parser("card", help="render the model card of a model folder into its README.md")
