@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .data.atomic import write_text_atomically
+from .faults import fault_point
 from .modeling_trm import IGNORE_INDEX, TRMForGridReasoning, TRMState
 from .optim import EMAWeights, TRMOptimizer, build_param_groups
 
@@ -139,6 +142,7 @@ class _EMACallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):  # after optimizer.step and zero_grad
         if self.trainer.ema is not None:
             self.trainer.ema.update(self.trainer.model)
+        fault_point("step", state.global_step, args.process_index)
         return control
 
 
@@ -343,12 +347,28 @@ class TRMTrainer(Trainer):
         super()._save(output_dir, state_dict=state_dict)
 
     def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
-        output_dir = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        """The Trainer's checkpoint plus raw weights and carry, then the completion marker, then rotation.
+
+        A kill at any point leaves either a complete checkpoint or a folder without the marker, which
+        `--resume` skips; older checkpoints are deleted only once the new one is complete."""
+        run_dir = self._get_output_dir(trial)
+        output_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        step, rank = self.state.global_step, self.args.process_index
+        if self.args.should_save and os.path.isdir(output_dir):
+            shutil.rmtree(output_dir)  # a partial folder of a killed run (or one this run replaces)
+        self.accelerator.wait_for_everyone()
+        fault_point("save-start", step, rank)
+        save_total_limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)  # without its rotation: the new checkpoint is not complete yet
+        finally:
+            self.args.save_total_limit = save_total_limit
+        fault_point("save-trainer", step, rank)
         os.makedirs(output_dir, exist_ok=True)
         if self.args.should_save:
             raw = {name: tensor.detach().contiguous().cpu() for name, tensor in self.model.state_dict().items()}
             _atomic_save(lambda path: save_file(raw, path), os.path.join(output_dir, RAW_WEIGHTS_NAME))
+        fault_point("save-raw", step, rank)
         carry = {
             "carries": [None if c is None else c.to("cpu") for c in self.carries],
             "micro_step": self._micro_step,
@@ -358,12 +378,14 @@ class TRMTrainer(Trainer):
             "samples_finished": self.samples_finished,
             "metric_sums": self._metric_sums,
         }
-        path = os.path.join(output_dir, CARRY_NAME.format(rank=self.args.process_index))
+        path = os.path.join(output_dir, CARRY_NAME.format(rank=rank))
         _atomic_save(lambda p: torch.save(carry, p), path)
+        fault_point("save-carry", step, rank)
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            with open(os.path.join(output_dir, COMPLETE_MARKER), "w") as handle:
-                json.dump({"global_step": self.state.global_step}, handle)
+            write_text_atomically(os.path.join(output_dir, COMPLETE_MARKER), json.dumps({"global_step": step}))
+            fault_point("save-marker", step, rank)
+            rotate_complete_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         """model.safetensors holds the EMA weights: load them as the EMA, then the raw weights."""
@@ -403,23 +425,53 @@ class TRMTrainer(Trainer):
         if resume_from_checkpoint is True:
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
-                raise ValueError(f"no complete checkpoint in {self.args.output_dir} to resume from")
+                partial = [os.path.basename(path) for _, path, done in checkpoint_folders(self.args.output_dir)
+                           if not done]
+                found = (f"; {', '.join(partial)} lack the completion marker {COMPLETE_MARKER} (the run was stopped "
+                         f"while writing them), so they cannot be resumed" if partial else "")
+                raise ValueError(f"no complete checkpoint in {self.args.output_dir} to resume from{found}")
+        elif isinstance(resume_from_checkpoint, str) and not is_complete_checkpoint(resume_from_checkpoint):
+            raise ValueError(f"{resume_from_checkpoint} is not a complete checkpoint (no {COMPLETE_MARKER}: it was "
+                             f"not fully written); resume from {last_complete_checkpoint(self.args.output_dir)}")
         return super().train(resume_from_checkpoint, *args, **kwargs)
+
+
+def is_complete_checkpoint(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, COMPLETE_MARKER))
+
+
+def checkpoint_folders(output_dir: str) -> list[tuple[int, str, bool]]:
+    """(step, path, complete) of every `checkpoint-N` folder, oldest step first."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        path = os.path.join(output_dir, name)
+        number = name[len(PREFIX_CHECKPOINT_DIR) + 1:]
+        if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and number.isdigit() and os.path.isdir(path):
+            found.append((int(number), path, is_complete_checkpoint(path)))
+    return sorted(found)
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
     """The newest `checkpoint-N` folder that finished writing (has the completion marker)."""
-    if not os.path.isdir(output_dir):
-        return None
-    found = []
-    for name in os.listdir(output_dir):
-        path = os.path.join(output_dir, name)
-        if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and os.path.exists(os.path.join(path, COMPLETE_MARKER)):
-            try:
-                found.append((int(name.rsplit("-", 1)[1]), path))
-            except ValueError:
-                continue
-    return max(found)[1] if found else None
+    complete = [path for _, path, done in checkpoint_folders(output_dir) if done]
+    return complete[-1] if complete else None
+
+
+def rotate_complete_checkpoints(output_dir: str, save_total_limit: int | None, keep: str | None = None) -> None:
+    """Keep the newest `save_total_limit` complete checkpoints (and `keep`, the best one); delete older ones
+    and partial folders older than the newest complete one (left by killed runs). The Trainer's own rotation
+    counts partial folders as checkpoints and orders by mtime, so it could delete the last complete one."""
+    if not save_total_limit or save_total_limit <= 0:
+        return
+    folders = checkpoint_folders(output_dir)
+    complete = [path for _, path, done in folders if done]
+    newest = max(step for step, _, done in folders if done) if complete else -1
+    protected = {os.path.normpath(path) for path in complete[-save_total_limit:] + ([keep] if keep else [])}
+    for step, path, done in folders:
+        if (done or step < newest) and os.path.normpath(path) not in protected:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _atomic_save(write, path: str) -> None:
