@@ -138,3 +138,12 @@ def assert_identical(left: Any, right: Any, where: str = "") -> None:
 
 def assert_same_checkpoint(left: Path, right: Path) -> None:
     assert_identical(checkpoint_contents(left), checkpoint_contents(right), where=left.name)
+
+
+def start(command: list[str], log: Path, fault: str | None = None) -> subprocess.Popen:
+    """A process to kill from outside; its output goes to `log` (a pipe nobody reads could block it)."""
+    handle = open(log, "w")
+    try:
+        return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=process_env(fault))
+    finally:
+        handle.close()

@@ -1,0 +1,136 @@
+"""SIGKILL `trm train` at seeded points (between steps and inside checkpoint writing), then `--resume`:
+the final checkpoint (raw and EMA weights, optimizer, LR scheduler, RNG states, carry, data position,
+trainer state) equals the uninterrupted run's bit for bit, and a partial checkpoint is never resumed.
+
+Kills land either through the fault-injection hook (`modeling_trm.faults`, exact points) or from this
+process at seeded moments (polling for a half-written checkpoint folder, or a seeded delay).
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from fault_runs import MAX_STEPS, SAVE_STEPS, assert_same_checkpoint, build_dataset, run, start, train_command, \
+    write_recipe
+from modeling_trm.faults import FAULT_POINTS
+from modeling_trm.trainer import COMPLETE_MARKER, checkpoint_folders, last_complete_checkpoint
+
+pytestmark = pytest.mark.faults
+KILLED = -signal.SIGKILL
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, Path]:
+    """The recipe, its dataset, and one uninterrupted run of MAX_STEPS steps."""
+    root = tmp_path_factory.mktemp("reference")
+    recipe = write_recipe(root / "recipe.json")
+    dataset = build_dataset(recipe, root / "dataset")
+    result = run(train_command(recipe, root / "run", dataset=dataset))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"recipe": recipe, "dataset": dataset, "run": root / "run"}
+
+
+def resume_command(reference: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    """`--resume` when a complete checkpoint exists, else a fresh start (what a user would run next)."""
+    resume = ["--resume"] if last_complete_checkpoint(str(out)) else []
+    return train_command(reference["recipe"], out, *resume, *extra, dataset=reference["dataset"])
+
+
+def complete_step(out: Path) -> int:
+    path = last_complete_checkpoint(str(out))
+    return 0 if path is None else int(path.rsplit("-", 1)[1])
+
+
+def assert_matches_reference(reference: dict[str, Path], out: Path) -> None:
+    assert_same_checkpoint(reference["run"] / f"checkpoint-{MAX_STEPS}", out / f"checkpoint-{MAX_STEPS}")
+    assert_same_checkpoint(reference["run"] / "model", out / "model")  # the final EMA model
+    # leftovers of killed saves were replaced or rotated away: the same folders as the uninterrupted run
+    assert [Path(p).name for _, p, _ in checkpoint_folders(str(out))] == \
+        [Path(p).name for _, p, _ in checkpoint_folders(str(reference["run"]))]
+
+
+def test_sigkill_at_seeded_steps_and_save_stages_then_resume_exactly(reference, tmp_path) -> None:
+    rng = random.Random(2)
+    out = tmp_path / "run"
+    for _ in range(4):
+        resumed_from = complete_step(out)
+        if resumed_from == MAX_STEPS:
+            break
+        step = rng.randint(resumed_from + 1, MAX_STEPS)
+        point = rng.choice(FAULT_POINTS) if step % SAVE_STEPS == 0 else "step"
+        killed = run(resume_command(reference, out), fault=f"kill:{point}:{step}")
+        assert killed.returncode == KILLED, killed.stderr[-3000:]
+        saved = step if point == "save-marker" else (step - 1) // SAVE_STEPS * SAVE_STEPS
+        assert complete_step(out) == saved, (point, step)
+        for _, path, complete in checkpoint_folders(str(out)):
+            assert complete == Path(path, COMPLETE_MARKER).exists()
+    final = run(resume_command(reference, out))
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert_matches_reference(reference, out)
+
+
+def test_resume_refuses_partial_checkpoints_and_never_loses_the_last_complete_one(reference, tmp_path) -> None:
+    out = tmp_path / "run"
+    # killed after the Trainer's files of the first checkpoint, before its carry and marker
+    killed = run(resume_command(reference, out, "--save-total-limit", "1"), fault="kill:save-raw:4")
+    assert killed.returncode == KILLED
+    refused = run(train_command(reference["recipe"], out, "--resume", dataset=reference["dataset"]))
+    assert refused.returncode == 2
+    assert "no complete checkpoint" in refused.stderr and "checkpoint-4" in refused.stderr \
+        and COMPLETE_MARKER in refused.stderr, refused.stderr[-2000:]
+    # with one checkpoint kept, the Trainer deleted checkpoint-4 before checkpoint-8 was complete:
+    # a kill there left nothing to resume from. Rotation now waits for the completion marker.
+    killed = run(resume_command(reference, out, "--save-total-limit", "1"), fault="kill:save-carry:8")
+    assert killed.returncode == KILLED
+    assert complete_step(out) == 4
+    final = run(resume_command(reference, out, "--save-total-limit", "1"))
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert_same_checkpoint(reference["run"] / f"checkpoint-{MAX_STEPS}", out / f"checkpoint-{MAX_STEPS}")
+    assert [Path(p).name for _, p, _ in checkpoint_folders(str(out))] == [f"checkpoint-{MAX_STEPS}"]
+
+
+def kill_when(process, condition, timeout_s: float = 240.0) -> bool:
+    """SIGKILL `process` as soon as `condition()` holds; False if it exited first."""
+    deadline = time.monotonic() + timeout_s
+    while process.poll() is None and time.monotonic() < deadline:
+        if condition():
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.001)
+    assert process.poll() is not None, "the training process hung"
+    return False
+
+
+def test_sigkill_from_outside_mid_save_and_at_seeded_delays_then_resume_exactly(reference, tmp_path) -> None:
+    rng = random.Random(5)
+    out = tmp_path / "run"
+    kills = 0
+    for attempt in range(3):
+        before = complete_step(out)
+        process = start(resume_command(reference, out), tmp_path / f"log{attempt}.txt")
+        if attempt % 2 == 0:  # mid-save: the moment a new checkpoint folder exists without its marker
+            def condition() -> bool:
+                return any(not done and step > before for step, _, done in checkpoint_folders(str(out)))
+        else:  # a seeded delay after the run's first new checkpoint: lands between or inside steps/saves
+            delay, seen = rng.uniform(0.0, 0.3), []
+
+            def condition() -> bool:
+                if not seen and complete_step(out) > before:
+                    seen.append(time.monotonic())
+                return bool(seen) and time.monotonic() - seen[0] >= delay
+        if kill_when(process, condition):
+            kills += 1
+            assert process.returncode == KILLED
+            for _, path, complete in checkpoint_folders(str(out)):
+                assert complete == Path(path, COMPLETE_MARKER).exists()
+        assert complete_step(out) >= before
+    assert kills >= 2  # the run must not have outpaced the poll
+    final = run(resume_command(reference, out))
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert_matches_reference(reference, out)
