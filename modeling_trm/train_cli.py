@@ -92,6 +92,8 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
 
     training = dict(recipe["training"])
     launch = launch_arguments(training, output_dir)
+    global_batch = int(training.pop("global_batch_size"))
+    per_device_batch = split_global_batch(training, global_batch, launch.world_size)
     if dataset_dir is None:
         dataset_dir = str(output_dir / "dataset")
         build_dataset_once(recipe, dataset_dir, csv_dir, launch)
@@ -102,12 +104,6 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
     set_seed(launch.seed)  # the weight init is the first random draw of the run: seed it (the Trainer seeds later)
     model = TRMForGridReasoning(config)
 
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    accumulation = int(training.get("gradient_accumulation_steps", 1))
-    global_batch = int(training.pop("global_batch_size"))
-    if global_batch % (world_size * accumulation):
-        raise ValueError(f"global_batch_size {global_batch} is not divisible by {world_size} processes x "
-                         f"{accumulation} accumulation steps")
     groups = count_groups(dataset["train"])
     epochs = training.pop("epochs", None)
     eval_interval_epochs = training.pop("eval_interval_epochs", None)
@@ -129,8 +125,7 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
     if eval_limit is not None:
         eval_split = eval_split.select(range(min(int(eval_limit), len(eval_split))))
 
-    targs = TRMTrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=global_batch // (world_size * accumulation),
-                                 **training)
+    targs = TRMTrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=per_device_batch, **training)
     trainer = TRMTrainer(model=model, args=targs, train_dataset=dataset["train"], eval_dataset=eval_split,
                          callbacks=callbacks)
     train_output = trainer.train(resume_from_checkpoint=True if resume else None)
@@ -144,6 +139,28 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
         (model_dir / "train_results.json").write_text(json.dumps(results, indent=2))
         (model_dir / "recipe.json").write_text(json.dumps(recipe, indent=2))
     return results
+
+
+def split_global_batch(training: dict[str, Any], global_batch: int, world_size: int) -> int:
+    """The per-device batch that makes the recipe's global batch over `world_size` processes. A given
+    `per_device_train_batch_size` sets the gradient accumulation (written into `training`), so a batch that
+    does not fit in memory can be split without changing the global batch the recipe trains with."""
+    per_device = training.pop("per_device_train_batch_size", None)
+    if per_device is not None and "gradient_accumulation_steps" not in training:
+        per_device = int(per_device)
+        if per_device < 1 or global_batch % (world_size * per_device):
+            raise ValueError(f"global_batch_size {global_batch} is not divisible by {world_size} processes x "
+                             f"per_device_train_batch_size {per_device}")
+        training["gradient_accumulation_steps"] = global_batch // (world_size * per_device)
+    accumulation = int(training.get("gradient_accumulation_steps", 1))
+    if accumulation < 1 or global_batch % (world_size * accumulation):
+        raise ValueError(f"global_batch_size {global_batch} is not divisible by {world_size} processes x "
+                         f"{accumulation} accumulation steps")
+    split = global_batch // (world_size * accumulation)
+    if per_device is not None and int(per_device) != split:
+        raise ValueError(f"per_device_train_batch_size {per_device} x {world_size} processes x {accumulation} "
+                         f"accumulation steps is not the global_batch_size {global_batch}")
+    return split
 
 
 def count_groups(train: Any) -> int:

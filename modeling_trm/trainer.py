@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
@@ -107,8 +108,7 @@ class SampleStream:
             grab = min(count - len(indices), len(self._order) - self.position)
             indices.extend(self._order[self.position:self.position + grab].tolist())
             self.position += grab
-        rows = self.dataset[indices]
-        return {name: torch.as_tensor(rows[name]) for name in MODEL_COLUMNS}
+        return gather_rows(self.dataset, indices)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
@@ -116,6 +116,31 @@ class SampleStream:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position, self.seed = state["epoch"], state["position"], state["seed"]
         self._order = self._epoch_order()
+
+
+def gather_rows(dataset: Any, indices: list[int]) -> dict[str, torch.Tensor]:
+    """The model columns of `indices` as int64 tensors, in one Arrow `take`.
+
+    `datasets`' own list indexing slices every row separately; for a batch too big for memory its
+    allocator then aborts the whole process (`std::bad_alloc`) instead of raising MemoryError."""
+    table = getattr(getattr(dataset, "data", None), "table", None)
+    if table is None:  # not an Arrow-backed datasets.Dataset
+        rows = dataset[indices]
+        return {name: torch.as_tensor(rows[name]).long() for name in MODEL_COLUMNS}
+    positions = pa.array(indices, type=pa.int64())
+    if dataset._indices is not None:  # a select()/shuffle() view: map to rows of the underlying table
+        positions = dataset._indices.column(0).take(positions)
+    rows = table.select(list(MODEL_COLUMNS)).take(positions)
+    batch = {}
+    for name in MODEL_COLUMNS:
+        column = rows.column(name).combine_chunks()
+        if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type) \
+                or pa.types.is_large_list(column.type):
+            values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(indices), -1)
+        else:
+            values = column.to_numpy(zero_copy_only=False)
+        batch[name] = torch.from_numpy(values.astype(np.int64))
+    return batch
 
 
 class _StepClock(Dataset):
@@ -400,6 +425,7 @@ class TRMTrainer(Trainer):
         if not os.path.exists(carry_path):
             raise FileNotFoundError(f"{carry_path} is missing: cannot resume the deep-supervision carry exactly")
         carry = torch.load(carry_path, weights_only=False)
+        self._check_batch_layout(resume_from_checkpoint, carry["carries"])
         self.carries = [None if c is None else c.to(self.args.device) for c in carry["carries"]]
         self._micro_step = carry["micro_step"]
         if carry["stream"] is not None:
@@ -411,6 +437,17 @@ class TRMTrainer(Trainer):
         self.samples_started = carry["samples_started"]
         self.samples_finished = carry["samples_finished"]
         self._metric_sums = carry["metric_sums"]
+
+    def _check_batch_layout(self, checkpoint: str, carries: list[TRMState | None]) -> None:
+        """The carry holds one refining puzzle per slot: it only continues on the same slots."""
+        ranks = len([name for name in os.listdir(checkpoint) if name.startswith("trm_carry_rank")])
+        here = (self.args.world_size, self.args.gradient_accumulation_steps, [self.args.per_device_train_batch_size])
+        saved = (ranks, len(carries), sorted({c.batch_size for c in carries if c is not None}) or here[2])
+        if saved != here:
+            raise ValueError(
+                f"{checkpoint} was trained on {saved[0]} process(es) x {saved[1]} accumulation step(s) x {saved[2]} "
+                f"samples; this run has {here[0]} x {here[1]} x {here[2]}: resume with the same global batch size, "
+                f"number of processes and gradient accumulation (the carry holds one puzzle per slot)")
 
     def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
                     token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs: Any):
@@ -433,7 +470,30 @@ class TRMTrainer(Trainer):
         elif isinstance(resume_from_checkpoint, str) and not is_complete_checkpoint(resume_from_checkpoint):
             raise ValueError(f"{resume_from_checkpoint} is not a complete checkpoint (no {COMPLETE_MARKER}: it was "
                              f"not fully written); resume from {last_complete_checkpoint(self.args.output_dir)}")
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+        try:
+            return super().train(resume_from_checkpoint, *args, **kwargs)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            raise TrainingOutOfMemoryError(
+                f"out of memory with a per-device batch of {self.args.per_device_train_batch_size} samples "
+                f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}). Lower "
+                f"--per-device-train-batch-size: gradient accumulation keeps the global batch (per-device batch x "
+                f"processes x --gradient-accumulation-steps), or lower --global-batch-size. The last complete "
+                f"checkpoint is untouched: {last_complete_checkpoint(self.args.output_dir) or 'none was written yet'}"
+            ) from error
+
+
+class TrainingOutOfMemoryError(MemoryError):
+    """Training ran out of (host or device) memory; the message says how to make the batch fit."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Python/NumPy/Arrow `MemoryError`, torch's OutOfMemoryError, or the CPU allocator's RuntimeError."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
 
 
 def is_complete_checkpoint(path: str) -> bool:
