@@ -25,7 +25,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import TrainerState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
 from .data.atomic import write_text_atomically
 from .faults import fault_point
@@ -438,6 +440,17 @@ class TRMTrainer(Trainer):
         self.samples_finished = carry["samples_finished"]
         self._metric_sums = carry["metric_sums"]
 
+    def _reload_finished_run(self, checkpoint: str) -> TrainOutput | None:
+        """A checkpoint at the last step only needs loading: the Trainer would take one step more (it checks
+        for the end after a step), so a run killed after its last checkpoint would end one step too far."""
+        state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+        last_step = self.args.max_steps if self.args.max_steps > 0 else state.max_steps
+        if state.global_step < last_step:
+            return None
+        self._load_from_checkpoint(checkpoint)
+        self.state = state
+        return TrainOutput(state.global_step, 0.0, {"train_runtime": 0.0, "epoch": state.epoch})
+
     def _check_batch_layout(self, checkpoint: str, carries: list[TRMState | None]) -> None:
         """The carry holds one refining puzzle per slot: it only continues on the same slots."""
         ranks = len([name for name in os.listdir(checkpoint) if name.startswith("trm_carry_rank")])
@@ -470,6 +483,10 @@ class TRMTrainer(Trainer):
         elif isinstance(resume_from_checkpoint, str) and not is_complete_checkpoint(resume_from_checkpoint):
             raise ValueError(f"{resume_from_checkpoint} is not a complete checkpoint (no {COMPLETE_MARKER}: it was "
                              f"not fully written); resume from {last_complete_checkpoint(self.args.output_dir)}")
+        if isinstance(resume_from_checkpoint, str):
+            finished = self._reload_finished_run(resume_from_checkpoint)
+            if finished is not None:
+                return finished
         try:
             return super().train(resume_from_checkpoint, *args, **kwargs)
         except Exception as error:

@@ -47,6 +47,10 @@ def test_torchrun_rank_killed_fails_the_job_and_resume_continues_exactly(torchru
     report = killed.stdout + killed.stderr
     assert "killing rank 1 at step of step 6" in report and "Signal 9 (SIGKILL)" in report, report[-4000:]
     assert last_complete_checkpoint(str(out)).endswith("checkpoint-4")
+    # rank 1 dies inside the next checkpoint, after rank 0 wrote its part: the folder stays partial
+    killed = run(torchrun_command(2, *train_command(recipe, out, "--resume")), fault="kill:save-carry:8:1")
+    assert killed.returncode != 0 and "Signal 9 (SIGKILL)" in killed.stdout + killed.stderr
+    assert (out / "checkpoint-8").is_dir() and last_complete_checkpoint(str(out)).endswith("checkpoint-4")
     resumed = run(torchrun_command(2, *train_command(recipe, out, "--resume")))
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert_same_checkpoint(torchrun_reference["run"] / f"checkpoint-{MAX_STEPS}", out / f"checkpoint-{MAX_STEPS}")
