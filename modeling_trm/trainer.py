@@ -449,6 +449,8 @@ class TRMTrainer(Trainer):
             return None
         self._load_from_checkpoint(checkpoint)
         self.state = state
+        if self.args.should_save:  # a kill between its marker and the rotation left older checkpoints
+            rotate_complete_checkpoints(self.args.output_dir, self.args.save_total_limit, state.best_model_checkpoint)
         return TrainOutput(state.global_step, 0.0, {"train_runtime": 0.0, "epoch": state.epoch})
 
     def _check_batch_layout(self, checkpoint: str, carries: list[TRMState | None]) -> None:

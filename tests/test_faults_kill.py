@@ -46,6 +46,14 @@ def complete_step(out: Path) -> int:
     return 0 if path is None else int(path.rsplit("-", 1)[1])
 
 
+def assert_marked_folders_are_whole(reference: dict[str, Path], out: Path) -> None:
+    """Every folder `--resume` may choose (it has the marker) holds every file of a finished checkpoint."""
+    whole = {p.name for p in (reference["run"] / f"checkpoint-{MAX_STEPS}").iterdir()}
+    for _, path, complete in checkpoint_folders(str(out)):
+        if complete:
+            assert {p.name for p in Path(path).iterdir()} == whole, path
+
+
 def assert_matches_reference(reference: dict[str, Path], out: Path) -> None:
     assert_same_checkpoint(reference["run"] / f"checkpoint-{MAX_STEPS}", out / f"checkpoint-{MAX_STEPS}")
     assert_same_checkpoint(reference["run"] / "model", out / "model")  # the final EMA model
@@ -67,8 +75,7 @@ def test_sigkill_at_seeded_steps_and_save_stages_then_resume_exactly(reference, 
         assert killed.returncode == KILLED, killed.stderr[-3000:]
         saved = step if point == "save-marker" else (step - 1) // SAVE_STEPS * SAVE_STEPS
         assert complete_step(out) == saved, (point, step)
-        for _, path, complete in checkpoint_folders(str(out)):
-            assert complete == Path(path, COMPLETE_MARKER).exists()
+        assert_marked_folders_are_whole(reference, out)
     final = run(resume_command(reference, out))
     assert final.returncode == 0, final.stderr[-3000:]
     assert_matches_reference(reference, out)
@@ -127,8 +134,7 @@ def test_sigkill_from_outside_mid_save_and_at_seeded_delays_then_resume_exactly(
         if kill_when(process, condition):
             kills += 1
             assert process.returncode == KILLED
-            for _, path, complete in checkpoint_folders(str(out)):
-                assert complete == Path(path, COMPLETE_MARKER).exists()
+            assert_marked_folders_are_whole(reference, out)
         assert complete_step(out) >= before
     assert kills >= 2  # the run must not have outpaced the poll
     final = run(resume_command(reference, out))
