@@ -6,13 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import convert, demo, evaluation, publish, solve_cli, train_cli, visualize_cli
+from . import ablation, app_cli, convert, demo, evaluation, publish, solve_cli, train_cli, visualize_cli
 from .data import cli as data_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trm", description="Tiny Recursive Model tools")
     subparsers = parser.add_subparsers(dest="command", required=True)
+    ablation.add_subcommands(subparsers)
+    app_cli.add_subcommands(subparsers)
     convert.add_subcommands(subparsers)
     data_cli.add_subcommands(subparsers)
     demo.add_subcommands(subparsers)

@@ -16,6 +16,8 @@ from transformers import PreTrainedConfig
 MIXERS = ("attention", "mlp_t")
 POS_ENCODINGS = ("rope", "learned", "none")
 LOSS_TYPES = ("stablemax", "softmax")
+# Boolean fields whose True departs from the paper's design (they need `ablation` to name the variant).
+ABLATION_SWITCHES = ("backprop_all_cycles", "single_latent")
 
 SUDOKU_SYMBOLS = ["<pad>", "."] + [str(d) for d in range(1, 10)]  # 0 PAD, 1 blank, 2..10 digits
 MAZE_SYMBOLS = ["<pad>", "#", " ", "S", "G", "o"]  # 0 PAD, then the CSV alphabet "# SGo"
@@ -99,6 +101,15 @@ class TRMConfig(PreTrainedConfig):
             Id of an unknown cell in the question, or `None` if the task has no blanks.
         initializer_range (`float`, *optional*, defaults to 1.0):
             Std of the initial `y_init`/`z_init` (the reference uses 1).
+        ablation (`str`, *optional*):
+            Name of the ablation variant this network belongs to; `None` for the paper's design. Any switch
+            below that departs from the paper requires a name, so such a checkpoint is never taken for a
+            paper preset (`evaluation.detect_preset` returns `None` for it).
+        backprop_all_cycles (`bool`, *optional*, defaults to `False`):
+            Ablation: back-propagate through all T latent recursions instead of only the last one.
+        single_latent (`bool`, *optional*, defaults to `False`):
+            Ablation (the paper's "single feature"): one latent `z` updated n+1 times from `x`, answer read
+            from `z`; there is no separate `y`.
     """
 
     model_type = "trm"
@@ -129,6 +140,9 @@ class TRMConfig(PreTrainedConfig):
         pad_token_id: int = 0,
         blank_token_id: int | None = 1,
         initializer_range: float = 1.0,
+        ablation: str | None = None,
+        backprop_all_cycles: bool = False,
+        single_latent: bool = False,
         **kwargs: Any,
     ) -> None:
         self.vocab_size = vocab_size
@@ -154,6 +168,9 @@ class TRMConfig(PreTrainedConfig):
         self.id_to_symbol = list(id_to_symbol) if id_to_symbol is not None else list(SUDOKU_SYMBOLS)
         self.blank_token_id = blank_token_id
         self.initializer_range = initializer_range
+        self.ablation = ablation
+        self.backprop_all_cycles = backprop_all_cycles
+        self.single_latent = single_latent
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.pad_token_id = pad_token_id
         self.validate()
@@ -208,6 +225,15 @@ class TRMConfig(PreTrainedConfig):
             fail("pad_token_id", f"{self.pad_token_id} is outside the vocabulary of {self.vocab_size}")
         if self.blank_token_id is not None and not 0 <= self.blank_token_id < self.vocab_size:
             fail("blank_token_id", f"{self.blank_token_id} is outside the vocabulary of {self.vocab_size}")
+        if self.ablation is not None and (not isinstance(self.ablation, str) or not self.ablation):
+            fail("ablation", f"must be a non-empty variant name or None, got {self.ablation!r}")
+        for switch in ABLATION_SWITCHES:
+            value = getattr(self, switch)
+            if not isinstance(value, bool):
+                fail(switch, f"must be true or false, got {value!r}")
+            if value and self.ablation is None:
+                fail("ablation", f"{switch}=True departs from the paper's model; name the variant in `ablation` "
+                                 f"so the checkpoint is not taken for a paper preset")
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "TRMConfig":

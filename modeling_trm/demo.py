@@ -1,6 +1,7 @@
 """`trm demo`: generate Sudoku offline, train a small TRM on this CPU, score it, draw it, package it.
 
-Phases (one summary line each): data -> train (TRMTrainer, time budget) -> evaluate (paper protocol
+Phases (one summary line each): data -> train (TRMTrainer, a fixed number of steps from the task's
+recipe, so the result depends on the seed, not on the machine's speed) -> evaluate (paper protocol
 and ACT) -> save a `from_pretrained` folder with card and results -> pictures -> reload with
 AutoModel and solve unseen puzzles.
 """
@@ -16,35 +17,70 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+# `trm demo --task NAME` -> the recipe in configuration/ that it trains.
+DEMO_TASKS: dict[str, str] = {"sudoku6": "demo"}
+TIMING_SKIP_STEPS = 3  # the first steps warm up the allocator and the autocast caches
+TIMING_STEPS = 10  # steps timed after those for the up-front estimate
+
+
+class StepTimeEstimate(TrainerCallback):
+    """Times a few early steps and prints how long the whole fixed-step run should take."""
+
+    def __init__(self, skip: int = TIMING_SKIP_STEPS, timed: int = TIMING_STEPS) -> None:
+        self.skip, self.timed = skip, timed
+        self.start: float | None = None
+        self.seconds_per_step: float | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.skip:
+            self.start = time.time()
+        elif state.global_step == self.skip + self.timed and self.start is not None:
+            self.seconds_per_step = (time.time() - self.start) / self.timed
+            remaining = self.seconds_per_step * state.max_steps
+            print(f"\n[estimate] {self.seconds_per_step:.3f} s/step over steps {self.skip + 1}-{state.global_step} "
+                  f"-> about {remaining / 60:.1f} min for {state.max_steps} steps on {torch.get_num_threads()} "
+                  f"threads (plus the periodic evaluations)", flush=True)
+        return control
+
+
 class TimeBudget(TrainerCallback):
-    """Stops training once the wall-clock budget is spent (the step count is not known in advance)."""
+    """Optional cap (`--minutes`): stops training once the wall-clock budget is spent and records where,
+    so the summary can say the run was cut short (the result then depends on the machine's speed)."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.start = time.time()
+        self.stopped_at: int | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.time()
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
-        if time.time() - self.start > self.seconds:
+        if state.global_step < state.max_steps and time.time() - self.start > self.seconds:
             control.should_training_stop = True
+            self.stopped_at = state.global_step
         return control
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="train, score, draw and package a small TRM on this CPU")
-    parser.add_argument("--minutes", type=float, default=6.0, help="training budget (the whole demo adds ~2 min)")
+    parser.add_argument("--task", default="sudoku6", choices=sorted(DEMO_TASKS),
+                        help="which demo recipe to train (default: 6x6 Sudoku, recipe 'demo')")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="optional wall-clock cap on training; training otherwise runs the recipe's fixed "
+                             "number of steps, and a run cut short by the cap says so in its summary")
+    parser.add_argument("--eval-steps", type=int, default=None,
+                        help="score the held-out slice every N steps for the learning curve (default: the recipe's)")
     parser.add_argument("--output-dir", default="trm-demo")
-    parser.add_argument("--size", type=int, default=6, choices=(4, 6, 9))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
     parser.set_defaults(func=_run_demo_command)
 
 
 def _run_demo_command(args: argparse.Namespace) -> int:
-    run_demo(args.output_dir, args.minutes, args.size, args.seed, args.overwrite)
+    run_demo(args.output_dir, args.minutes, seed=args.seed, overwrite=args.overwrite, task=args.task,
+             eval_steps=args.eval_steps)
     return 0
 
 
@@ -69,10 +105,15 @@ def format_grid(tokens: list[int], size: int, symbols: list[str]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(output_dir: str = "trm-demo", minutes: float = 6.0, size: int = 6, seed: int = 0,
-             overwrite: bool = False, recipe_overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Run every phase; `recipe_overrides` ({"data": {...}, "model": {...}, "training": {...}}) shrinks it for tests."""
-    from transformers import AutoModel
+def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: int | None = None, seed: int = 0,
+             overwrite: bool = False, recipe_overrides: dict[str, dict[str, Any]] | None = None,
+             task: str = "sudoku6", eval_steps: int | None = None) -> dict[str, Any]:
+    """Run every phase; `recipe_overrides` ({"data": {...}, "model": {...}, "training": {...}}) shrinks it for tests.
+
+    Training runs the recipe's `max_steps` (deterministic given the seed); `minutes` only caps it."""
+    from transformers import AutoModel, set_seed
+
+    from .learning_curve import format_curve
 
     from .data.cli import build_from_recipe
     from .data.generate_sudoku import generate_sudoku_splits
@@ -81,36 +122,55 @@ def run_demo(output_dir: str = "trm-demo", minutes: float = 6.0, size: int = 6, 
     from .recipes_io import load_recipe
     from .train_cli import train_from_recipe
 
+    if task not in DEMO_TASKS:
+        raise ValueError(f"unknown demo task {task!r}; choose one of {sorted(DEMO_TASKS)}")
     out = Path(output_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"{out} exists and is not empty; pass --overwrite or another --output-dir")
     if overwrite and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    recipe = load_recipe("demo")
-    recipe["data"]["args"].update(size=size, seed=seed)
+    recipe = load_recipe(DEMO_TASKS[task])
+    recipe["data"]["args"]["seed"] = seed
+    if size is not None:
+        recipe["data"]["args"]["size"] = size
     recipe["training"]["seed"] = seed
+    if eval_steps is not None:
+        recipe["training"]["eval_steps"] = eval_steps
     for section, values in (recipe_overrides or {}).items():
         target = recipe[section]["args"] if section == "data" else (
             recipe[section]["overrides"] if section == "model" else recipe[section])
         target.update(values)
     start = time.time()
 
+    size = int(recipe["data"]["args"]["size"])
     build_from_recipe(recipe["data"], out / "data", progress=False)
     dataset, metadata = load_trm_dataset(out / "data")
     _phase("data", start, f"{len(dataset['train'])} train / {len(dataset['test'])} test {size}x{size} Sudoku "
                           f"generated offline (seed {seed}) -> {out / 'data'}")
 
-    budget = TimeBudget(minutes * 60)
-    trained = train_from_recipe(recipe, out, dataset_dir=str(out / "data"), callbacks=[budget])
+    max_steps = int(recipe["training"]["max_steps"])
+    callbacks: list[TrainerCallback] = [StepTimeEstimate()]
+    budget = TimeBudget(minutes * 60) if minutes is not None else None
+    if budget is not None:
+        callbacks.append(budget)
+    set_seed(seed)  # the model's initial weights come from the global generator
+    trained = train_from_recipe(recipe, out, dataset_dir=str(out / "data"), callbacks=callbacks)
     train_time = trained["train_runtime_s"]
-    _phase("train", start, f"{trained['global_step']} supervision steps in {train_time:.0f}s")
+    cut_short = budget is not None and budget.stopped_at is not None
+    curve = [(point["step"], point["exact_accuracy"]) for point in trained["learning_curve"]]
+    _phase("train", start, f"{trained['global_step']} of {max_steps} supervision steps in {train_time:.0f}s"
+                           + (f" (CUT SHORT by the --minutes {minutes:g} cap)" if cut_short else ""))
+    if curve:
+        print(f"learning curve (held-out exact accuracy): {format_curve(curve)}", flush=True)
 
     model_dir = out / "model"
     ema_model = TRMForGridReasoning.from_pretrained(model_dir).eval()
     results = score(ema_model, dataset["test"], metadata, out / "data")
-    results["training"] = {"recipe": recipe["name"], "steps": trained["global_step"], "train_time_s": round(train_time, 1),
-                           "torch_threads": torch.get_num_threads()}
+    results["training"] = {"recipe": recipe["name"], "steps": trained["global_step"], "max_steps": max_steps,
+                           "cut_short_by_minutes": minutes if cut_short else None,
+                           "train_time_s": round(train_time, 1), "torch_threads": torch.get_num_threads(),
+                           "learning_curve": trained["learning_curve"]}
     write_results_and_card(model_dir, results, recipe)
     _phase("evaluate", start, f"exact {results['metrics']['exact_accuracy']:.1%} after 16 steps, "
                               f"ACT {results['act']['exact_accuracy']:.1%} at {results['act']['mean_steps']:.1f} steps")
@@ -132,13 +192,18 @@ def run_demo(output_dir: str = "trm-demo", minutes: float = 6.0, size: int = 6, 
                             f"solved {len(unseen)} unseen puzzles")
 
     print("\n| what | value |\n|---|---|")
-    print(f"| train time | {train_time:.0f} s ({trained['global_step']} steps, {torch.get_num_threads()} threads) |")
+    print(f"| train time | {train_time:.0f} s ({trained['global_step']} of {max_steps} steps, "
+          f"{torch.get_num_threads()} threads) |")
+    if cut_short:
+        print(f"| NOTE | training was cut short by the --minutes {minutes:g} cap at step {budget.stopped_at}: "
+              f"this result depends on the machine's speed |")
     print(f"| exact accuracy, 16 steps (paper protocol) | {results['metrics']['exact_accuracy']:.1%} "
           f"of {results['dataset']['num_examples']} held-out puzzles |")
     print(f"| exact accuracy, ACT | {results['act']['exact_accuracy']:.1%} |")
     print(f"| mean ACT steps | {results['act']['mean_steps']:.2f} |")
     print(f"| total time | {time.time() - start:.0f} s |")
-    print(f"| outputs | {model_dir} (model, README.md card, results.json), {out}/*.png |")
+    print(f"| outputs | {model_dir} (model, README.md card, results.json), {out}/*.png "
+          f"(refinement, accuracy_vs_steps, learning_curve) |")
     return results
 
 

@@ -203,11 +203,15 @@ def model_identity(model: TRMForGridReasoning) -> dict[str, Any]:
         "H_cycles": config.H_cycles,
         "L_cycles": config.L_cycles,
         "mixer": config.mixer,
+        "ablation": getattr(config, "ablation", None),
     }
 
 
 def detect_preset(config: TRMConfig) -> str | None:
-    """The paper preset whose architecture `config` has, or None."""
+    """The paper preset whose architecture `config` has, or None (always None for a named ablation variant,
+    whose architecture fields may equal a preset's while its training or recursion differs)."""
+    if getattr(config, "ablation", None) is not None:
+        return None
     for name in PRESETS:
         preset = TRMConfig.from_preset(name)
         if all(getattr(preset, field) == getattr(config, field, None) for field in PRESET_FIELDS):

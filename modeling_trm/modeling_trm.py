@@ -463,14 +463,25 @@ class TRMForGridReasoning(TRMPreTrainedModel):
     # -- the recursion (paper Fig. 3) ---------------------------------------------------------
 
     def latent_recursion(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.config.single_latent:
+            return self._single_latent_recursion(x, z)
         for _ in range(self.config.L_cycles):
             z = self.core(z, y + x)  # z <- net(x + y + z)
         y = self.core(y, z)  # y <- net(y + z): x is not an input
         return y, z
 
+    def _single_latent_recursion(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ablation `single_latent` (paper's "single feature"): n + 1 updates z <- net(z, x), as many network
+        calls as the y/z recursion; the answer is read from z, so the returned y is z itself."""
+        for _ in range(self.config.L_cycles + 1):
+            z = self.core(z, x)
+        return z, z
+
     def deep_recursion(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         grad_cycle = torch.is_grad_enabled()
         chunks = self._chunk_count(x)
+        if grad_cycle and self.config.backprop_all_cycles:  # ablation: no no-grad cycles
+            return self._chunked_cycles(x, y, z, self.config.H_cycles, chunks)
         with torch.no_grad():
             y, z = self._chunked_cycles(x, y, z, self.config.H_cycles - int(grad_cycle), chunks)
         if not grad_cycle:

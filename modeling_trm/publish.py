@@ -1,13 +1,14 @@
 """Publish TRM checkpoints and datasets on the Hugging Face Hub, each in one commit.
 
     trm card  OUTPUT_DIR [--results FILE ...] [--recipe NAME_OR_PATH]       write OUTPUT_DIR/README.md
-    trm push  OUTPUT_DIR --repo-id org/name [--private] [--revision BRANCH] [--commit-message TEXT]
+    trm push  OUTPUT_DIR --repo-id org/name [--private] [--revision BRANCH] [--commit-message TEXT] [--with-app]
     trm data push DATASET_DIR --repo-id org/name [--private] [--revision BRANCH] [--commit-message TEXT]
 
 A model push uploads what `from_pretrained(..., trust_remote_code=True)` needs and what the card
 cites: the EMA weights (`model.safetensors`), `config.json`, the remote code (`configuration_trm.py`,
 `modeling_trm.py`), the card (`README.md`, rendered from the results if the folder has none) and the
-results, recipe and training record it was rendered from. Nothing else in the folder is sent
+results, recipe and training record it was rendered from; `--with-app` adds the browser demo as
+`app.py` with its `requirements.txt` (a Space-style repo). Nothing else in the folder is sent
 (checkpoints, raw weights and pickled training arguments stay local), and the folder is only read.
 A dataset push uploads every split as Parquet (features kept), a dataset card and `trm_metadata.json`.
 
@@ -36,6 +37,9 @@ CARD_NAME = "README.md"
 RESULTS_NAME = "results.json"
 RECIPE_NAME = "recipe.json"
 TRAINING_RECORD_NAME = "train_results.json"
+APP_NAME = "app.py"  # the Gradio demo (modeling_trm/app.py), which imports only torch, transformers, gradio
+APP_REQUIREMENTS_NAME = "requirements.txt"
+APP_REQUIREMENTS = "torch>=2.6\ntransformers>=5.0\ngradio>=6.0\n"  # what a Space installs to run app.py
 DATASET_CARD_TEMPLATE = "dataset_card.md.jinja"
 MAX_PARQUET_SHARD_BYTES = 500 * 1024 * 1024  # the Hub's dataset viewer handles shards of this size well
 
@@ -166,13 +170,14 @@ def prepare_model_upload(
     recipe: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     render_card: bool | None = None,
+    with_app: bool = False,
 ) -> dict[str, Path | bytes]:
     """Everything one push sends (path in repo -> local file or bytes), checked, without touching the network.
 
     Results/recipe/training given here replace the folder's `results.json`/`recipe.json`/
     `train_results.json` in the upload (not on disk). The card is rendered when `render_card` is True,
     or when it is None and the folder has no README.md or new results were given; otherwise the
-    folder's README.md is sent as it is.
+    folder's README.md is sent as it is. `with_app` adds the demo app (`app.py`, `requirements.txt`).
     """
     from .hub_card.render import render_model_card
 
@@ -199,6 +204,9 @@ def prepare_model_upload(
     else:
         check_card_matches_results(folder / CARD_NAME, inputs.results)
         files[CARD_NAME] = folder / CARD_NAME
+    if with_app:
+        files[APP_NAME] = Path(__file__).with_name(APP_NAME)
+        files[APP_REQUIREMENTS_NAME] = APP_REQUIREMENTS.encode("utf-8")
     return files
 
 
@@ -236,6 +244,7 @@ def push_model_folder(
     recipe: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     render_card: bool | None = None,
+    with_app: bool = False,
 ):
     """Upload a saved TRM model folder to `repo_id` in one commit; returns the `huggingface_hub.CommitInfo`.
 
@@ -253,10 +262,10 @@ def push_model_folder(
             Title of the commit.
         token (`str`, *optional*):
             Hub token; defaults to `HF_TOKEN` / the stored login.
-        results, recipe, training, render_card:
+        results, recipe, training, render_card, with_app:
             See `prepare_model_upload`.
     """
-    files = prepare_model_upload(folder, repo_id, results, recipe, training, render_card)
+    files = prepare_model_upload(folder, repo_id, results, recipe, training, render_card, with_app)
     message = commit_message or f"Upload TRM model from {find_model_folder(folder).name}"
     return _commit_files(repo_id, "model", files, private, revision, message, token,
                          stale=lambda path: path.startswith("model") and ".safetensors" in path)
@@ -492,7 +501,7 @@ def _run_push(args: argparse.Namespace) -> int:
     commit = push_model_folder(args.output_dir, args.repo_id, private=args.private, revision=args.revision,
                                commit_message=args.commit_message,
                                results=args.results or None, recipe=_load_recipe_arg(args.recipe),
-                               render_card=True if args.render_card else None)
+                               render_card=True if args.render_card else None, with_app=args.with_app)
     print(f"pushed {find_model_folder(args.output_dir)} to {args.repo_id}: {commit.commit_url}")
     return 0
 
@@ -525,6 +534,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     push.add_argument("--recipe", help="recipe name or JSON path for the card (default: OUTPUT_DIR/recipe.json)")
     push.add_argument("--render-card", action="store_true",
                       help="render the card even if OUTPUT_DIR/README.md exists (the local file is not changed)")
+    push.add_argument("--with-app", action="store_true",
+                      help="also upload the browser demo as app.py + requirements.txt (as a Gradio Space runs it; "
+                           "the model repo itself stays a model repo)")
     push.set_defaults(func=_run_push)
 
     card = subparsers.add_parser("card", help="render the model card of a model folder into its README.md")

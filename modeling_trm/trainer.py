@@ -199,11 +199,15 @@ class TRMTrainer(Trainer):
 
     def _freeze_unreachable_parameters(self) -> None:
         """Parameters no gradient can reach would stall DDP; under the 1-step gradient (T > 1) the
-        initial states only enter through no-grad cycles, and without a prefix the id table is unused."""
+        initial states only enter through no-grad cycles, and without a prefix the id table is unused.
+        (Ablations: full back-propagation reaches both initial states; a single latent never reads y_init.)"""
         model = self.model
-        if model.config.H_cycles > 1:
+        config = model.config
+        if config.H_cycles > 1 and not getattr(config, "backprop_all_cycles", False):
             model.y_init.requires_grad_(False)
             model.z_init.requires_grad_(False)
+        if getattr(config, "single_latent", False):
+            model.y_init.requires_grad_(False)
         if model.config.puzzle_emb_len == 0:
             model.puzzle_embedding.weight.requires_grad_(False)
 
@@ -496,10 +500,11 @@ class TRMTrainer(Trainer):
                 raise
             raise TrainingOutOfMemoryError(
                 f"out of memory with a per-device batch of {self.args.per_device_train_batch_size} samples "
-                f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}). Lower "
-                f"--per-device-train-batch-size: gradient accumulation keeps the global batch (per-device batch x "
-                f"processes x --gradient-accumulation-steps), or lower --global-batch-size. The last complete "
-                f"checkpoint is untouched: {last_complete_checkpoint(self.args.output_dir) or 'none was written yet'}"
+                f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}). Lower the "
+                f"per-device batch (--per-device-train-batch-size = --global-batch-size / processes / accumulation "
+                f"steps): raise --gradient-accumulation-steps to keep the global batch, or lower --global-batch-size. "
+                f"The last complete checkpoint is untouched: "
+                f"{last_complete_checkpoint(self.args.output_dir) or 'none was written yet'}"
             ) from error
 
 

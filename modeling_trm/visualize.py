@@ -113,6 +113,47 @@ def plot_accuracy_by_steps(accuracy_by_steps: dict[int, float], path: str | os.P
     return _save(fig, plt, path)
 
 
+def plot_learning_curve(points: Sequence[tuple[int, float]], path: str | os.PathLike,
+                        title: str = "Held-out exact accuracy during training") -> Path:
+    """PNG: exact accuracy (EMA weights, paper protocol) on the held-out slice against optimizer steps."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    steps = [step for step, _ in points]
+    ax.plot(steps, [100 * accuracy for _, accuracy in points], marker="o", markersize=3)
+    ax.set_xlabel("optimizer steps (supervision steps)")
+    ax.set_ylabel("exact accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(0, max(steps) if steps else 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_ablation_bars(rows: Sequence[dict], path: str | os.PathLike,
+                       title: str = "TRM ablations: held-out exact accuracy") -> Path:
+    """PNG: one bar per variant at its mean over seeds, the error bar spanning the seeds' min..max,
+    every seed's value as a dot."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(rows) + 1.5), 3.8))
+    positions = np.arange(len(rows))
+    means = np.array([100 * row["mean"] for row in rows])
+    lower = means - np.array([100 * min(row["values"]) for row in rows])
+    upper = np.array([100 * max(row["values"]) for row in rows]) - means
+    ax.bar(positions, means, color="#8fb8de", yerr=np.vstack([lower, upper]), capsize=4, edgecolor="black",
+           linewidth=0.5)
+    for position, row in zip(positions, rows):
+        ax.scatter([position] * len(row["values"]), [100 * v for v in row["values"]], color="black", s=10, zorder=3)
+    ax.set_xticks(positions)
+    ax.set_xticklabels([row["name"] for row in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("exact accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
 def _save(fig, plt, path: str | os.PathLike) -> Path:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")

@@ -79,14 +79,19 @@ def _server_process(root: Path) -> Iterator[str]:
             raise RuntimeError(f"hub_server.py did not start: {banner!r} {process.stderr.read()!r}")
         yield banner.split(" on ", 1)[1].split()[0]
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         process.stdout.close()
         process.stderr.close()
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate a server process this test started, and kill it if it does not exit in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def hub_client_env(endpoint: str, home: Path) -> dict[str, str]:

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import ModelCard
 from transformers import AutoModel
 
 from modeling_trm.cli import main
+from modeling_trm import demo as demo_module
 from modeling_trm.demo import run_demo
 
 
 def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> None:
     out = tmp_path / "demo"
-    run_demo(str(out), minutes=0.05, size=4, recipe_overrides={
-        "data": {"num_train": 200, "num_test": 40}, "model": {"H_cycles": 1, "L_cycles": 1}})
+    run_demo(str(out), size=4, recipe_overrides={
+        "data": {"num_train": 200, "num_test": 40}, "model": {"H_cycles": 1, "L_cycles": 1},
+        "training": {"max_steps": 16, "eval_steps": 8}})
     printed = capsys.readouterr().out
     for phase in ("[data", "[train", "[evaluate", "[pictures", "[reload"):
         assert phase in printed
     assert "| exact accuracy, ACT |" in printed and "unseen puzzle" in printed
+    # a fixed number of steps, an up-front estimate, no cap, and the learning curve
+    assert "16 of 16 supervision steps" in printed and "CUT SHORT" not in printed
+    assert "[estimate]" in printed and "for 16 steps" in printed
+    assert "learning curve (held-out exact accuracy): step 8: " in printed
     model_dir = out / "model"
     for name in ("config.json", "model.safetensors", "modeling_trm.py", "configuration_trm.py", "results.json",
                  "README.md"):
@@ -32,7 +39,10 @@ def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> 
     # the demo writes the same results file as `trm eval`: protocol, dataset identity and versions
     assert results["protocol"]["halting"] == "max" and results["protocol"]["dtype"] == "fp32"
     assert results["dataset"]["split"] == "test" and results["versions"]["torch"]
-    for picture in ("refinement.png", "accuracy_vs_steps.png"):
+    assert results["training"]["steps"] == results["training"]["max_steps"] == 16
+    assert results["training"]["cut_short_by_minutes"] is None
+    assert [point["step"] for point in results["training"]["learning_curve"]] == [8, 16]
+    for picture in ("refinement.png", "accuracy_vs_steps.png", "learning_curve.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = ModelCard.load(model_dir / "README.md")
     assert card.data.to_dict()["model-index"][0]["name"] == "demo"  # the run folder, not "model"
@@ -41,4 +51,46 @@ def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> 
     model = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
     assert model.config.grid_shape == [4, 4]
     # the command refuses to overwrite the outputs of a previous run
-    assert main(["demo", "--minutes", "0.05", "--size", "4", "--output-dir", str(out)]) == 2
+    assert main(["demo", "--output-dir", str(out)]) == 2
+
+
+class _State:
+    def __init__(self, step: int, max_steps: int) -> None:
+        self.global_step, self.max_steps = step, max_steps
+
+
+def test_minutes_cap_stops_training_and_is_recorded(monkeypatch) -> None:
+    from transformers import TrainerControl
+
+    clock = iter([0.0, 0.0, 30.0, 61.0])  # __init__, on_train_begin, step 1, step 2
+    monkeypatch.setattr(demo_module, "time", SimpleNamespace(time=lambda: next(clock)))
+    budget = demo_module.TimeBudget(60)
+    control = TrainerControl()
+    budget.on_train_begin(None, _State(0, 100), control)
+    budget.on_step_end(None, _State(1, 100), control)
+    assert not control.should_training_stop and budget.stopped_at is None
+    budget.on_step_end(None, _State(2, 100), control)
+    assert control.should_training_stop and budget.stopped_at == 2
+    # reaching the last step within the budget is not "cut short"
+    monkeypatch.setattr(demo_module, "time", SimpleNamespace(time=lambda: 1000.0))
+    finished = demo_module.TimeBudget(60)
+    finished.on_step_end(None, _State(100, 100), TrainerControl())
+    assert finished.stopped_at is None
+
+
+def test_step_time_estimate_extrapolates_the_timed_steps(monkeypatch, capsys) -> None:
+    from transformers import TrainerControl
+
+    times = iter([10.0, 12.0])
+    monkeypatch.setattr(demo_module, "time", SimpleNamespace(time=lambda: next(times)))
+    estimate = demo_module.StepTimeEstimate(skip=3, timed=10)
+    for step in range(1, 14):
+        estimate.on_step_end(None, _State(step, 600), TrainerControl())
+    assert estimate.seconds_per_step == pytest.approx(0.2)
+    assert "0.200 s/step over steps 4-13 -> about 2.0 min for 600 steps" in capsys.readouterr().out
+
+
+def test_unknown_demo_task_is_refused_before_any_work(tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown demo task 'sudoku99'"):
+        run_demo(str(tmp_path / "x"), task="sudoku99")
+    assert not (tmp_path / "x").exists()

@@ -61,7 +61,7 @@ def test_a_batch_beyond_the_memory_limit_fails_with_advice_and_keeps_the_checkpo
 
 
 def test_per_device_batch_sets_the_accumulation_and_keeps_the_global_batch() -> None:
-    # `--per-device-train-batch-size` used to crash the CLI (passed twice to TrainingArguments)
+    # a recipe's per_device_train_batch_size used to reach TrainingArguments twice (TypeError)
     training = {"per_device_train_batch_size": 4}
     assert split_global_batch(training, 32, world_size=2) == 4
     assert training == {"gradient_accumulation_steps": 4}

@@ -201,7 +201,7 @@ def load_file_bytes(data: bytes) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------- against the server
 
 
-def test_pushed_model_loads_without_the_package_and_solves_identically(hub, model_dir) -> None:
+def test_pushed_model_and_app_load_without_the_package_and_solve_identically(hub, model_dir) -> None:
     before = folder_state(model_dir)
     pushed = hub.client(f"""
 import argparse
@@ -209,14 +209,17 @@ from huggingface_hub import HfApi
 from modeling_trm.publish import add_subcommands
 parser = argparse.ArgumentParser(prog="trm")
 add_subcommands(parser.add_subparsers(required=True))
-args = parser.parse_args(["push", {str(model_dir.parent)!r}, "--repo-id", "org/trm-tiny", "--commit-message", "first"])
+args = parser.parse_args(["push", {str(model_dir.parent)!r}, "--repo-id", "org/trm-tiny", "--commit-message", "first",
+                          "--with-app"])
 status = args.func(args)
 api = HfApi()
 emit({{"status": status, "files": sorted(api.list_repo_files("org/trm-tiny")),
       "commits": [c.title for c in api.list_repo_commits("org/trm-tiny")]}})
 """)
-    assert pushed == {"status": 0, "files": [".gitattributes", *PUSHED_MODEL_FILES],
+    with_app = sorted([".gitattributes", *PUSHED_MODEL_FILES, "app.py", "requirements.txt"])
+    assert pushed == {"status": 0, "files": with_app,
                       "commits": ["first", "initial commit"]}  # one commit holds everything
+    assert sorted(prepare_model_upload(model_dir, "org/x")) == PUSHED_MODEL_FILES  # the app only when asked
     assert folder_state(model_dir) == before
     commits = [status for method, path, status in read_request_log(hub.root)
                if method == "POST" and path.startswith("/api/models/org/trm-tiny/commit/")]
@@ -226,7 +229,7 @@ emit({{"status": status, "files": sorted(api.list_repo_files("org/trm-tiny")),
     loaded = hub.client(f"""
 import sys
 sys.modules["modeling_trm"] = None  # a machine with transformers only: the package cannot be imported
-import hashlib, re, torch
+import hashlib, importlib.util, re, torch
 from huggingface_hub import hf_hub_download
 try:
     import modeling_trm
@@ -240,7 +243,17 @@ exec(snippet, ran)  # the card's own usage example: AutoModel.from_pretrained(..
 model = ran["model"]
 batch = torch.tensor({batch.tolist()})
 paper, act = model.solve(batch, halting="max"), model.solve(batch, halting="act")
+app_path = hf_hub_download("org/trm-tiny", "app.py")  # the demo app, as a Space would run it
+spec = importlib.util.spec_from_file_location("space_app", app_path)
+app = sys.modules["space_app"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+app_model = app.load_model("org/trm-tiny")
+refinement = app.refine(app_model, batch[0].tolist(), None, "act")
+requirements = open(hf_hub_download("org/trm-tiny", "requirements.txt"), encoding="utf-8").read()
 emit({{"package_importable": package_importable, "module": type(model).__module__,
+      "app": open(app_path, encoding="utf-8").read(), "requirements": requirements,
+      "app_model_module": type(app_model).__module__, "app_final": refinement.final,
+      "app_steps": len(refinement.answers),
       "snippet_input": ran["input_ids"].tolist(), "snippet_predictions": ran["out"].predictions.tolist(),
       "predictions": paper.predictions.tolist(), "q_halt": paper.q_halt_logits.tolist(),
       "act_predictions": act.predictions.tolist(), "act_steps": act.steps.tolist(),
@@ -261,6 +274,11 @@ emit({{"package_importable": package_importable, "module": type(model).__module_
     assert loaded["predictions"] == paper.predictions.tolist()
     assert torch.allclose(torch.tensor(loaded["q_halt"]), paper.q_halt_logits, rtol=0, atol=1e-6)
     assert (loaded["act_predictions"], loaded["act_steps"]) == (act.predictions.tolist(), act.steps.tolist())
+    # app.py: this package's demo file as it is, with what a Space installs to run it
+    assert loaded["app"] == (TESTS_DIR.parent / "modeling_trm" / "app.py").read_text(encoding="utf-8")
+    assert sorted(line.split(">=")[0] for line in loaded["requirements"].split()) == ["gradio", "torch", "transformers"]
+    assert loaded["app_model_module"].startswith("transformers_modules.")
+    assert (loaded["app_final"], loaded["app_steps"]) == (act.predictions[0].tolist(), int(act.steps[0]))
 
 
 def test_second_push_adds_a_commit_and_a_failed_push_changes_nothing(hub, model_dir, tmp_path) -> None:

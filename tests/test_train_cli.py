@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import datasets
+import torch
 import pytest
 from datasets import Features, Sequence, Value
 
@@ -12,7 +15,8 @@ from modeling_trm.cli import main
 from modeling_trm.data.generate_sudoku import generate_sudoku_splits
 from modeling_trm.data.metadata import DatasetMetadata, save_trm_dataset
 from modeling_trm.recipes_io import available_recipes, load_recipe
-from modeling_trm.train_cli import apply_overrides, parse_overrides
+from modeling_trm.train_cli import RECIPE_ONLY_KEYS, apply_overrides, parse_overrides
+from modeling_trm.trainer import TRMTrainingArguments
 
 FEATURES = Features({"input_ids": Sequence(Value("int16"), length=16), "labels": Sequence(Value("int16"), length=16),
                      "puzzle_identifiers": Value("int32")})
@@ -50,8 +54,68 @@ def test_overrides_are_routed_and_unknown_keys_refused() -> None:
     assert recipe["training"]["max_steps"] == 20 and recipe["model"]["overrides"]["hidden_size"] == 64
     with pytest.raises(ValueError, match="unknown training keys"):
         apply_overrides(load_recipe("maze-hard"), parse_overrides(["--max-stepz", "1"]))
-    with pytest.raises(ValueError, match="pairs"):
+    with pytest.raises(ValueError, match="--max_steps/--max-steps: expected one argument"):
         parse_overrides(["--max-steps"])
+    with pytest.raises(ValueError, match=r"--model\.hidden-size needs a value: '--model\.KEY VALUE' pairs"):
+        parse_overrides(["--model.hidden-size", "--max-steps", "2"])
+
+
+def test_training_options_parse_as_transformers_scripts_take_them() -> None:
+    overrides = parse_overrides(["--use-cpu", "--max_steps", "20", "--learning-rate=3e-4", "--auto-bf16", "false",
+                                 "--disable-tqdm", "--global-batch-size", "32", "--epochs", "2", "--eval_limit", "5",
+                                 "--model.hidden_size=64", "--data.seed", "3", "--seed", "7"])
+    assert overrides == {
+        "training": {"use_cpu": True, "max_steps": 20, "learning_rate": 3e-4, "auto_bf16": False, "disable_tqdm": True,
+                     "global_batch_size": 32, "epochs": 2.0, "eval_limit": 5, "seed": 7},
+        "model": {"hidden_size": 64}, "data": {"seed": 3}}
+    assert parse_overrides(["--no-auto-bf16", "--use_cpu", "false"])["training"] == {"auto_bf16": False,
+                                                                                      "use_cpu": False}
+    assert parse_overrides([])["training"] == {}  # options not given keep the recipe's values
+
+    recipe = apply_overrides(load_recipe("demo"), parse_overrides(["--use-cpu", "--no-auto-bf16"]))
+    training = {k: v for k, v in recipe["training"].items() if k not in RECIPE_ONLY_KEYS}
+    args = TRMTrainingArguments(output_dir="unused", **training)
+    assert args.use_cpu is True and args.bf16 is False and args.max_steps == 2000 and args.learning_rate == 1e-3
+
+    with pytest.raises(ValueError, match=r"unknown training keys \['--use-cpus'\].*did you mean --use-cpu\?"):
+        parse_overrides(["--use-cpus"])
+    with pytest.raises(ValueError, match=r"--max_steps/--max-steps: invalid int value: 'twenty'"):
+        parse_overrides(["--max-steps", "twenty"])
+    with pytest.raises(ValueError, match=r"per_device_train_batch_size.*use --global-batch-size"):
+        parse_overrides(["--per-device-train-batch-size", "4"])
+
+
+def help_entries(text: str) -> dict[str, str]:
+    """`--option ...` -> its help text (argparse wraps one option's entry over several lines)."""
+    entries, current = {}, None
+    for line in text.splitlines():
+        flags = re.match(r"  (--[\w-]+)", line)
+        if flags:
+            current = flags.group(1)
+            entries[current] = line
+        elif current and line.startswith("      "):
+            entries[current] += " " + line.strip()
+        else:
+            current = None
+    return {flag: " ".join(entry.split()) for flag, entry in entries.items()}
+
+
+def test_train_help_lists_every_training_field_with_the_recipe_value(capsys) -> None:
+    assert main(["train", "--recipe", "demo", "--help"]) == 0
+    entries = help_entries(capsys.readouterr().out)
+    fields = [f.name for f in dataclasses.fields(TRMTrainingArguments) if f.init]
+    assert [name for name in fields if f"--{name}" not in entries] == []
+    recipe = load_recipe("demo")["training"]
+    for key, value in recipe.items():
+        assert entries[f"--{key}"].endswith(f"(recipe: {value!r})"), entries[f"--{key}"]
+    assert entries["--use_cpu"].startswith("--use_cpu [USE_CPU], --use-cpu [USE_CPU]")  # a bare flag works
+    assert entries["--seed"].endswith("(default: 42)")  # not in the recipe: the field's default
+    assert entries["--max_steps"].endswith("(recipe: 2000)")
+
+    assert main(["train", "--help"]) == 0  # without a recipe: TRMTrainingArguments' own defaults
+    assert help_entries(capsys.readouterr().out)["--learning_rate"].endswith("(default: 0.0001)")
+    assert main(["train", "--recipe", "demo"]) == 2
+    assert "the following arguments are required: --output-dir" in capsys.readouterr().err
 
 
 def test_trm_train_runs_a_recipe_end_to_end(tmp_path, capsys) -> None:
@@ -63,9 +127,12 @@ def test_trm_train_runs_a_recipe_end_to_end(tmp_path, capsys) -> None:
     recipe_path.write_text(json.dumps(recipe))
     out = tmp_path / "run"
     code = main(["train", "--recipe", str(recipe_path), "--dataset", dataset, "--output-dir", str(out),
-                 "--global-batch-size", "8", "--max-steps", "3", "--warmup-steps", "1", "--auto-bf16", "false",
-                 "--disable-tqdm", "true"])
+                 "--global-batch-size", "8", "--max-steps", "3", "--warmup_steps", "1", "--auto-bf16", "false",
+                 "--disable-tqdm", "true", "--use-cpu"])
     assert code == 0
+    saved_args = torch.load(out / "model" / "training_args.bin", weights_only=False)
+    assert (saved_args.use_cpu, saved_args.bf16, saved_args.warmup_steps, saved_args.per_device_train_batch_size) == \
+        (True, False, 1, 8)
     results = json.loads((out / "model" / "train_results.json").read_text())
     assert results["global_step"] == 3 and results["metrics"]["eval_num_examples"] == 8
     assert {"config.json", "model.safetensors", "modeling_trm.py", "recipe.json"} <= {p.name for p in (out / "model").iterdir()}

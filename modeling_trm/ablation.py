@@ -1,0 +1,288 @@
+"""`trm ablate --task sudoku6 --out DIR`: does this code reproduce the directions of the paper's ablations?
+
+Every variant trains the demo-scale model with the same data, the same fixed number of supervision
+steps and the same seeds; each is a recipe override (model config fields, training keys), never a
+code fork. The model is scored with the paper protocol (all 16 supervision steps, EMA weights when
+the variant has them) on the held-out puzzles. Results: DIR/ablations.json, DIR/ablations.md (table
+with the paper's direction and a verdict per row) and DIR/ablations.png (mean, min..max over seeds).
+
+Runs are written one by one (DIR/runs/VARIANT-seedK/result.json) and skipped when present, so an
+interrupted ablation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .recipes_io import load_recipe
+
+# `trm ablate --task NAME` -> the demo recipe whose model and data the variants share.
+ABLATION_TASKS: dict[str, str] = {"sudoku6": "demo"}
+DEFAULT_STEPS = 700
+DEFAULT_SEEDS = 2
+DEFAULT_EVAL_STEPS = 0  # periodic held-out evaluations per run (0: only the final one)
+# Measured seconds per baseline supervision step (batch 64, bf16) on an idle 2-core machine; converts
+# `--budget-minutes` into a fixed step count (never a wall-clock stop: results must not depend on speed).
+IDLE_SECONDS_PER_BASELINE_STEP = 0.15
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the ablation: how it departs from the baseline and what the paper found."""
+
+    name: str
+    change: str
+    model: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    paper: str = "lower than the baseline"
+
+    def recipe_overrides(self) -> dict[str, dict[str, Any]]:
+        model = dict(self.model)
+        if self.name != BASELINE:
+            model["ablation"] = self.name  # never mistaken for the paper's design or a preset
+        return {"model": model, "training": dict(self.training)}
+
+    def relative_cost(self, base_model: dict[str, Any]) -> float:
+        """Block applications per training step relative to the baseline (backward counted as 2 forwards)."""
+        settings = {**base_model, **self.model}
+        layers, cycles, updates = settings["num_layers"], settings["H_cycles"], settings["L_cycles"] + 1
+        grad_cycles = cycles if settings.get("backprop_all_cycles") else 1
+        cost = layers * updates * ((cycles - grad_cycles) + 3 * grad_cycles)
+        base = base_model["num_layers"] * (base_model["L_cycles"] + 1) * ((base_model["H_cycles"] - 1) + 3)
+        return cost / base
+
+
+BASELINE = "baseline"
+# Paper figures on Sudoku-Extreme (Table 1 of arXiv:2510.04871; baseline TRM-MLP, T=3, n=6: 87.4%).
+VARIANTS: tuple[Variant, ...] = (
+    Variant(BASELINE, "2 layers, T=3, n=6, EMA, mlp_t, y/z split (the paper's design)", paper="87.4% (reference)"),
+    Variant("4-layers-n3", "4 layers, n=3 (half the recursion, same depth)", model={"num_layers": 4, "L_cycles": 3},
+            paper="lower (79.5%)"),
+    Variant("no-ema", "no EMA of the weights", training={"ema_decay": 0.0}, paper="lower (79.9%)"),
+    Variant("single-latent", "one latent z, answer read from z (no y)", model={"single_latent": True},
+            paper="lower (single feature)"),
+    Variant("full-backprop", "back-propagate through all T cycles (no no-grad cycles)",
+            model={"backprop_all_cycles": True}, paper="lower (issue 14)"),
+    Variant("attention", "self-attention + RoPE instead of mlp_t", model={"mixer": "attention", "pos_encodings": "rope"},
+            paper="lower (74.7%)"),
+    Variant("T2-n2", "T=2, n=2 (less recursion)", model={"H_cycles": 2, "L_cycles": 2}, paper="lower (Table 1)"),
+    Variant("T1-n2", "T=1, n=2 (least recursion)", model={"H_cycles": 1, "L_cycles": 2}, paper="lower (Figure 3)"),
+)
+
+
+def variant_by_name(name: str) -> Variant:
+    for variant in VARIANTS:
+        if variant.name == name:
+            return variant
+    raise ValueError(f"unknown ablation variant {name!r}; choose from {[v.name for v in VARIANTS]}")
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "ablate", help="train the demo model under the paper's ablations and tabulate the directions",
+        description="Trains every variant with the same data, fixed step budget and seeds; scores each with the "
+                    "paper protocol (16 steps, EMA weights); writes ablations.json, ablations.md and ablations.png.")
+    parser.add_argument("--task", default="sudoku6", choices=sorted(ABLATION_TASKS))
+    parser.add_argument("--out", required=True, help="output folder (runs, ablations.json/.md/.png); resumes if present")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"supervision steps per run (default {DEFAULT_STEPS})")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="instead of --steps: the step count whose whole ablation takes about M minutes on an "
+                             "idle 2-core CPU, from a fixed per-step cost model (never a wall-clock stop)")
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds 0..K-1 per variant")
+    parser.add_argument("--variants", nargs="+", default=None, help="a subset of the variants (default: all)")
+    parser.add_argument("--eval-steps", type=int, default=DEFAULT_EVAL_STEPS,
+                        help="also score a held-out slice every N steps for per-run learning curves (0: off)")
+    parser.set_defaults(func=_run_command)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    if args.steps is not None and args.budget_minutes is not None:
+        raise ValueError("give --steps or --budget-minutes, not both")
+    variants = VARIANTS if args.variants is None else tuple(variant_by_name(n) for n in args.variants)
+    recipe = load_recipe(ABLATION_TASKS[args.task])
+    steps = args.steps if args.steps is not None else DEFAULT_STEPS
+    if args.budget_minutes is not None:
+        steps = steps_for_budget(args.budget_minutes, variants, args.seeds, recipe)
+    run_ablation(Path(args.out), recipe, variants, steps=steps, seeds=args.seeds, eval_steps=args.eval_steps)
+    return 0
+
+
+def steps_for_budget(minutes: float, variants: tuple[Variant, ...], seeds: int, recipe: dict[str, Any]) -> int:
+    """Supervision steps per run so that all runs cost about `minutes` of idle 2-core training time."""
+    if minutes <= 0:
+        raise ValueError(f"--budget-minutes must be positive, got {minutes}")
+    base = base_model_settings(recipe)
+    relative = sum(v.relative_cost(base) for v in variants) * seeds
+    return max(1, int(minutes * 60 / (IDLE_SECONDS_PER_BASELINE_STEP * relative)))
+
+
+def base_model_settings(recipe: dict[str, Any]) -> dict[str, Any]:
+    from .configuration_trm import TRMConfig
+
+    config = TRMConfig.from_preset(recipe["model"]["preset"], **recipe["model"].get("overrides", {}))
+    return {"num_layers": config.num_layers, "H_cycles": config.H_cycles, "L_cycles": config.L_cycles}
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def variant_recipe(recipe: dict[str, Any], variant: Variant, steps: int, seed: int, eval_steps: int) -> dict[str, Any]:
+    """The task recipe with the variant's overrides, the fixed step budget and the seed."""
+    out = json.loads(json.dumps(recipe))
+    overrides = variant.recipe_overrides()
+    out["name"] = f"{recipe['name']}-ablation-{variant.name}"
+    out["model"].setdefault("overrides", {}).update(overrides["model"])
+    training = out["training"]
+    training.update(max_steps=steps, seed=seed, eval_halting="max", save_strategy="no", report_to=[],
+                    disable_tqdm=True, logging_steps=max(1, min(100, steps)))
+    training.pop("eval_steps", None)
+    if eval_steps:
+        training["eval_steps"] = eval_steps
+    training.update(overrides["training"])
+    return out
+
+
+def run_ablation(out: Path, recipe: dict[str, Any], variants: tuple[Variant, ...], steps: int, seeds: int,
+                 eval_steps: int = 0) -> dict[str, Any]:
+    """Train and score every (variant, seed) not done yet; rewrite the summary after each run."""
+    from transformers import set_seed
+
+    from .data.cli import build_from_recipe
+    from .train_cli import train_from_recipe
+
+    if steps < 1 or seeds < 1:
+        raise ValueError(f"steps and seeds must be positive, got steps={steps}, seeds={seeds}")
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"task_recipe": recipe["name"], "steps": steps, "seeds": seeds, "eval_steps": eval_steps,
+                "variants": [v.name for v in variants], "data": recipe["data"]}
+    _check_same_settings(out / "settings.json", settings)
+    data_dir = out / "data"
+    if not (data_dir / "dataset_dict.json").exists():
+        build_from_recipe(recipe["data"], data_dir, progress=False)
+    base = base_model_settings(recipe)
+    estimate = sum(v.relative_cost(base) for v in variants) * seeds * steps * IDLE_SECONDS_PER_BASELINE_STEP
+    print(f"[ablate] {len(variants)} variants x {seeds} seeds x {steps} steps; about {estimate / 60:.0f} min of "
+          f"training on an idle 2-core CPU (cost model: {IDLE_SECONDS_PER_BASELINE_STEP} s per baseline step)",
+          flush=True)
+    started = time.time()
+    for seed in range(seeds):  # every variant once before any second seed: a partial run is still a table
+        for variant in variants:
+            run_dir = out / "runs" / f"{variant.name}-seed{seed}"
+            if (run_dir / "result.json").exists():
+                continue
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # an interrupted run restarts from scratch (same seed, same result)
+            run_recipe = variant_recipe(recipe, variant, steps, seed, eval_steps)
+            set_seed(seed)  # initial weights come from the global generator
+            trained = train_from_recipe(run_recipe, run_dir, dataset_dir=str(data_dir))
+            result = {"variant": variant.name, "seed": seed, "steps": trained["global_step"],
+                      "exact_accuracy": trained["metrics"]["eval_exact_accuracy"],
+                      "token_accuracy": trained["metrics"]["eval_token_accuracy"],
+                      "num_examples": trained["metrics"]["eval_num_examples"],
+                      "train_runtime_s": round(trained["train_runtime_s"], 1),
+                      "num_parameters": _parameter_count(run_dir / "model"),
+                      "learning_curve": trained["learning_curve"]}
+            _write_json(run_dir / "result.json", result)
+            print(f"[ablate] {variant.name} seed {seed}: exact {result['exact_accuracy']:.1%} "
+                  f"({result['train_runtime_s']:.0f} s training, {time.time() - started:.0f} s so far)", flush=True)
+            summarize(out, variants, settings)
+    return summarize(out, variants, settings)
+
+
+def _parameter_count(model_dir: Path) -> int:
+    """Parameters of a saved model, read from the shapes in its safetensors file."""
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / "model.safetensors"), framework="pt") as handle:
+        return sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())
+
+
+def _check_same_settings(path: Path, settings: dict[str, Any]) -> None:
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != settings:
+            raise ValueError(f"{path.parent} holds an ablation with other settings ({previous}); use another --out")
+    else:
+        _write_json(path, settings)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def summarize(out: Path, variants: tuple[Variant, ...], settings: dict[str, Any]) -> dict[str, Any]:
+    """ablations.json, ablations.md and ablations.png from the finished runs."""
+    rows = []
+    for variant in variants:
+        results = [json.loads(p.read_text()) for p in sorted((out / "runs").glob(f"{variant.name}-seed*/result.json"))]
+        if not results:
+            continue
+        values = [r["exact_accuracy"] for r in results]
+        rows.append({"name": variant.name, "change": variant.change, "paper": variant.paper,
+                     "seeds": [r["seed"] for r in results], "values": values, "mean": statistics.fmean(values),
+                     "min": min(values), "max": max(values), "num_parameters": results[0]["num_parameters"],
+                     "train_runtime_s": [r["train_runtime_s"] for r in results]})
+    baseline = next((row for row in rows if row["name"] == BASELINE), None)
+    for row in rows:
+        row["verdict"] = verdict(row, baseline)
+    summary = {"settings": settings, "protocol": "exact accuracy on the held-out puzzles after 16 supervision steps, "
+                                                 "EMA weights (none for no-ema), bf16 autocast where available",
+               "rows": rows}
+    _write_json(out / "ablations.json", summary)
+    (out / "ablations.md").write_text(markdown_table(rows, settings))
+    if rows:
+        try:
+            from .visualize import plot_ablation_bars
+
+            plot_ablation_bars(rows, out / "ablations.png",
+                               title=f"TRM ablations, {settings['steps']} steps, {settings['seeds']} seeds")
+        except ImportError as error:
+            print(f"bar chart not drawn: {error}")
+    return summary
+
+
+def verdict(row: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    """Did the paper's direction (the variant scores lower) come out? Judged on the seeds' ranges."""
+    if baseline is None or row is baseline:
+        return "-"
+    if row["max"] < baseline["min"]:
+        return "reproduced (lower on every seed)"
+    if row["min"] > baseline["max"]:
+        return "NOT reproduced (higher on every seed)"
+    if row["mean"] < baseline["mean"]:
+        return "lower on average, ranges overlap"
+    return "NOT reproduced (not lower on average; ranges overlap)"
+
+
+def markdown_table(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    lines = [f"Ablations of `{settings['task_recipe']}`: {settings['steps']} supervision steps per run, seeds "
+             f"0..{settings['seeds'] - 1}; exact accuracy on the held-out puzzles, paper protocol (16 steps, EMA).",
+             "",
+             "| variant | change | parameters | exact accuracy, mean ± half-range | per seed | paper (Sudoku-Extreme) "
+             "| direction |",
+             "|---|---|---:|---:|---|---|---|"]
+    for row in rows:
+        half = (row["max"] - row["min"]) / 2
+        per_seed = ", ".join(f"{100 * v:.1f}" for v in row["values"])
+        lines.append(f"| {row['name']} | {row['change']} | {row['num_parameters']:,} | {100 * row['mean']:.1f}% ± "
+                     f"{100 * half:.1f} | {per_seed} | {row['paper']} | {row['verdict']} |")
+    return "\n".join(lines) + "\n"
