@@ -140,3 +140,32 @@ def test_sigkill_from_outside_mid_save_and_at_seeded_delays_then_resume_exactly(
     final = run(resume_command(reference, out))
     assert final.returncode == 0, final.stderr[-3000:]
     assert_matches_reference(reference, out)
+
+
+def test_an_explicit_partial_checkpoint_is_refused(tmp_path) -> None:
+    from test_trainer import make_trainer
+
+    trainer = make_trainer(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
+    trainer.train()
+    checkpoint = Path(trainer.args.output_dir, "checkpoint-2")
+    (checkpoint / COMPLETE_MARKER).unlink()
+    with pytest.raises(ValueError, match=r"checkpoint-2 is not a complete checkpoint \(no trm_checkpoint_complete"):
+        make_trainer(tmp_path, max_steps=4).train(resume_from_checkpoint=str(checkpoint))
+
+
+def test_a_checkpoint_written_again_is_not_marked_complete_while_it_is_rewritten(tmp_path, monkeypatch) -> None:
+    # a second run into the same folder rewrote checkpoint-2 in place under the old marker: a crash there
+    # left a "complete" checkpoint mixing two runs' files. Now the folder is cleared before it is written.
+    from modeling_trm import trainer as trainer_module
+    from test_trainer import make_trainer
+
+    make_trainer(tmp_path, max_steps=2, save_strategy="steps", save_steps=2).train()
+
+    def crash(point: str, step: int, rank: int) -> None:
+        if point == "save-raw":
+            raise KeyboardInterrupt("crash while writing checkpoint-2 again")
+
+    monkeypatch.setattr(trainer_module, "fault_point", crash)
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(tmp_path, max_steps=2, save_strategy="steps", save_steps=2, seed=12).train()
+    assert last_complete_checkpoint(str(tmp_path / "run")) is None
