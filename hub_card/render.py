@@ -150,6 +150,14 @@ def check_results(results: Any, where: str = "results") -> dict[str, Any]:
             raise CardInputError(
                 f"{where}: 'accuracy_by_steps.{key}' must map a step count to a fraction, got {value!r}"
             )
+    bands = results.get("accuracy_by_rating") or {}
+    if not isinstance(bands, dict):
+        raise CardInputError(f"{where}: field 'accuracy_by_rating' must be an object")
+    for band, row in bands.items():
+        value = row.get("exact_accuracy") if isinstance(row, dict) else None
+        if not _is_real(value) or not 0.0 <= value <= 1.0 or not _is_count(row.get("num_examples")):
+            raise CardInputError(f"{where}: 'accuracy_by_rating.{band}' needs a count 'num_examples' and a fraction "
+                                 f"'exact_accuracy', got {row!r}")
     act = results.get("act")
     if act is not None and not isinstance(act, dict):
         raise CardInputError(f"{where}: field 'act' must be an object")
@@ -388,6 +396,9 @@ def results_context(results: dict[str, Any], config) -> dict[str, Any]:
         "metrics": metrics,
         "counts": counts,
         "accuracy_by_steps": [{"steps": s, "value": percent(v)} for s, v in steps],
+        "accuracy_by_rating": [{"band": band, "num_examples": plain_number(row["num_examples"]),
+                                "value": percent(row["exact_accuracy"])}
+                               for band, row in (results.get("accuracy_by_rating") or {}).items()],
         "act_exact": percent(act["exact_accuracy"]) if _is_real(act.get("exact_accuracy")) else None,
         "act_mean_steps": f"{act['mean_steps']:.2f}" if _is_real(act.get("mean_steps")) else None,
         "mean_steps": f"{results['mean_steps']:.2f}" if _is_real(results.get("mean_steps")) else None,

@@ -27,10 +27,14 @@ from .recipes_io import load_recipe
 
 # `trm ablate --task NAME` -> the demo recipe whose model and data the variants share.
 ABLATION_TASKS: dict[str, str] = {"sudoku6": "demo"}
-DEFAULT_STEPS = 700
+# 800 steps x 2 seeds x 8 variants: 15 baseline-step equivalents per step under the cost model (30 min on an
+# idle 2-core CPU); with the measured costs of attention and full back-propagation (about 2.2x a baseline
+# step each, `python -m benchmarks.ablation_cost`) about 37 min of training plus ~2 min of scoring.
+DEFAULT_STEPS = 800
 DEFAULT_SEEDS = 2
 DEFAULT_EVAL_STEPS = 0  # periodic held-out evaluations per run (0: only the final one)
-# Measured seconds per baseline supervision step (batch 64, bf16) on an idle 2-core machine; converts
+# Seconds per baseline supervision step (batch 64, bf16, 2 threads) on an idle 2-core machine: the README's
+# measured demo run (2,000 steps in 295 s). Converts
 # `--budget-minutes` into a fixed step count (never a wall-clock stop: results must not depend on speed).
 IDLE_SECONDS_PER_BASELINE_STEP = 0.15
 
@@ -239,6 +243,7 @@ def summarize(out: Path, variants: tuple[Variant, ...], settings: dict[str, Any]
         values = [r["exact_accuracy"] for r in results]
         rows.append({"name": variant.name, "change": variant.change, "paper": variant.paper,
                      "seeds": [r["seed"] for r in results], "values": values, "mean": statistics.fmean(values),
+                     "token_accuracy": statistics.fmean(r["token_accuracy"] for r in results),
                      "min": min(values), "max": max(values), "num_parameters": results[0]["num_parameters"],
                      "train_runtime_s": [r["train_runtime_s"] for r in results]})
     baseline = next((row for row in rows if row["name"] == BASELINE), None)
@@ -277,12 +282,12 @@ def markdown_table(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     lines = [f"Ablations of `{settings['task_recipe']}`: {settings['steps']} supervision steps per run, seeds "
              f"0..{settings['seeds'] - 1}; exact accuracy on the held-out puzzles, paper protocol (16 steps, EMA).",
              "",
-             "| variant | change | parameters | exact accuracy, mean ± half-range | per seed | paper (Sudoku-Extreme) "
-             "| direction |",
-             "|---|---|---:|---:|---|---|---|"]
+             "| variant | change | parameters | exact accuracy, mean ± half-range | per seed | token accuracy "
+             "| paper (Sudoku-Extreme) | direction |",
+             "|---|---|---:|---:|---|---:|---|---|"]
     for row in rows:
         half = (row["max"] - row["min"]) / 2
         per_seed = ", ".join(f"{100 * v:.1f}" for v in row["values"])
         lines.append(f"| {row['name']} | {row['change']} | {row['num_parameters']:,} | {100 * row['mean']:.1f}% ± "
-                     f"{100 * half:.1f} | {per_seed} | {row['paper']} | {row['verdict']} |")
+                     f"{100 * half:.1f} | {per_seed} | {100 * row['token_accuracy']:.1f}% | {row['paper']} | {row['verdict']} |")
     return "\n".join(lines) + "\n"

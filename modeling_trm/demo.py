@@ -18,7 +18,7 @@ import torch
 from transformers import TrainerCallback
 
 # `trm demo --task NAME` -> the recipe in configuration/ that it trains.
-DEMO_TASKS: dict[str, str] = {"sudoku6": "demo"}
+DEMO_TASKS: dict[str, str] = {"sudoku6": "demo", "sudoku9": "sudoku9-cpu"}
 TIMING_SKIP_STEPS = 3  # the first steps warm up the allocator and the autocast caches
 TIMING_STEPS = 10  # steps timed after those for the up-front estimate
 
@@ -66,7 +66,8 @@ class TimeBudget(TrainerCallback):
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="train, score, draw and package a small TRM on this CPU")
     parser.add_argument("--task", default="sudoku6", choices=sorted(DEMO_TASKS),
-                        help="which demo recipe to train (default: 6x6 Sudoku, recipe 'demo')")
+                        help="which demo recipe to train: sudoku6 (default, recipe 'demo', ~5 min) or sudoku9 "
+                             "(recipe 'sudoku9-cpu', about an hour on an idle 2-core CPU)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="optional wall-clock cap on training; training otherwise runs the recipe's fixed "
                              "number of steps, and a run cut short by the cap says so in its summary")
@@ -144,6 +145,9 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
     start = time.time()
 
     size = int(recipe["data"]["args"]["size"])
+    plan = announce_plan(recipe)
+    if plan:
+        print(plan, flush=True)
     build_from_recipe(recipe["data"], out / "data", progress=False)
     dataset, metadata = load_trm_dataset(out / "data")
     _phase("data", start, f"{len(dataset['train'])} train / {len(dataset['test'])} test {size}x{size} Sudoku "
@@ -166,21 +170,26 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
 
     model_dir = out / "model"
     ema_model = TRMForGridReasoning.from_pretrained(model_dir).eval()
-    results = score(ema_model, dataset["test"], metadata, out / "data")
+    demo_settings = recipe.get("demo") or {}
+    results = score(ema_model, dataset["test"], metadata, out / "data", dtype=demo_settings.get("eval_dtype", "fp32"))
     results["training"] = {"recipe": recipe["name"], "steps": trained["global_step"], "max_steps": max_steps,
                            "cut_short_by_minutes": minutes if cut_short else None,
                            "train_time_s": round(train_time, 1), "torch_threads": torch.get_num_threads(),
                            "learning_curve": trained["learning_curve"]}
     write_results_and_card(model_dir, results, recipe)
     _phase("evaluate", start, f"exact {results['metrics']['exact_accuracy']:.1%} after 16 steps, "
-                              f"ACT {results['act']['exact_accuracy']:.1%} at {results['act']['mean_steps']:.1f} steps")
+                              f"ACT {results['act']['exact_accuracy']:.1%} at {results['act']['mean_steps']:.1f} steps"
+                              f" ({results['protocol']['dtype']})")
 
     symbols = list(metadata.id_to_symbol)
     draw(ema_model, dataset["test"], results, out, symbols, size)
     _phase("pictures", start, f"{out / 'refinement.png'}, {out / 'accuracy_vs_steps.png'}")
 
     reloaded = AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval()
-    unseen = generate_sudoku_splits(size, 0, 3, seed=seed + 10_000)["test"]
+    data_args = recipe["data"]["args"]
+    spread = data_args.get("blank_range")
+    unseen = generate_sudoku_splits(size, 0, 3, seed=seed + 10_000, num_blanks=data_args.get("num_blanks"),
+                                    blank_range=None if spread is None else tuple(spread))["test"]
     encoded = encode_rows(unseen)
     solved = reloaded.solve(torch.tensor(encoded["input_ids"]), halting="act")
     for question, answer, prediction, steps in zip(encoded["input_ids"], encoded["labels"],
@@ -199,12 +208,25 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
               f"this result depends on the machine's speed |")
     print(f"| exact accuracy, 16 steps (paper protocol) | {results['metrics']['exact_accuracy']:.1%} "
           f"of {results['dataset']['num_examples']} held-out puzzles |")
+    for band, row in (results.get("accuracy_by_rating") or {}).items():
+        print(f"| exact accuracy, rating {band} | {row['exact_accuracy']:.1%} of {row['num_examples']} |")
     print(f"| exact accuracy, ACT | {results['act']['exact_accuracy']:.1%} |")
     print(f"| mean ACT steps | {results['act']['mean_steps']:.2f} |")
     print(f"| total time | {time.time() - start:.0f} s |")
     print(f"| outputs | {model_dir} (model, README.md card, results.json), {out}/*.png "
           f"(refinement, accuracy_vs_steps, learning_curve) |")
     return results
+
+
+def announce_plan(recipe: dict[str, Any]) -> str | None:
+    """The recipe's expected phase times on an idle 2-core CPU (`demo.idle_minutes`), printed before any
+    work so a long demo says up front what it will cost; the [estimate] line later measures this machine."""
+    minutes = (recipe.get("demo") or {}).get("idle_minutes")
+    if not minutes:
+        return None
+    phases = ", ".join(f"{phase} ~{value:g} min" for phase, value in minutes.items())
+    return (f"[plan    ] recipe {recipe['name']}: {int(recipe['training']['max_steps']):,} training steps; on an idle "
+            f"2-core CPU about {sum(minutes.values()):g} min in all ({phases}); a busy machine takes longer")
 
 
 def write_results_and_card(model_dir: Path, results: dict[str, Any], recipe: dict[str, Any]) -> None:
@@ -217,13 +239,15 @@ def write_results_and_card(model_dir: Path, results: dict[str, Any], recipe: dic
     card.save(model_dir / "README.md")
 
 
-def score(model: Any, test: Any, metadata: Any, dataset_path: Path | None = None) -> dict[str, Any]:
+def score(model: Any, test: Any, metadata: Any, dataset_path: Path | None = None, dtype: str = "fp32") -> dict[str, Any]:
     """`trm eval`'s results for the test split: paper protocol (16 steps), ACT read off the same pass.
 
-    Scored in fp32 whatever the training dtype: the numbers then do not depend on the CPU's bf16 units."""
+    Scored in fp32 by default whatever the training dtype: the numbers then do not depend on the CPU's bf16
+    units. A recipe may ask for `demo.eval_dtype: "auto"` where fp32 would cost too long (1,000 9x9 puzzles:
+    about 3x the bf16 time); the results file records the dtype used."""
     from .evaluation import evaluate_model
 
-    return evaluate_model(model, test, metadata, halting="max", dtype="fp32", progress=False,
+    return evaluate_model(model, test, metadata, halting="max", dtype=dtype, progress=False,
                           dataset_path=dataset_path, split="test")
 
 

@@ -46,6 +46,9 @@ from .modeling_trm import TRMForGridReasoning
 
 RESULTS_SCHEMA_VERSION = 1
 STEP_BUDGETS = (1, 2, 4, 8, 16)
+# Bands of the generator's difficulty rating (solver dead ends, `sudoku_solver.rate_sudoku`): lowest and
+# highest rating of each band, None = no upper end. Rating 0 needs no dead end; 10+ is where minimal puzzles sit.
+RATING_BANDS: tuple[tuple[int, int | None], ...] = ((0, 0), (1, 2), (3, 9), (10, None))
 HALTING_MODES = ("max", "act")
 DTYPES = ("auto", "fp32", "bf16")
 MODEL_COLUMNS = ("input_ids", "labels", "puzzle_identifiers")
@@ -344,6 +347,31 @@ def _task_metrics(task: str, outputs: dict[str, np.ndarray], metadata: DatasetMe
     return metrics
 
 
+def rating_band_name(low: int, high: int | None) -> str:
+    """`0`, `1-2`, `10+`: how a band appears in results files and cards."""
+    if high is None:
+        return f"{low}+"
+    return str(low) if high == low else f"{low}-{high}"
+
+
+def accuracy_by_rating(ratings: np.ndarray, correct: np.ndarray,
+                       bands: Sequence[tuple[int, int | None]] = RATING_BANDS) -> dict[str, dict[str, Any]]:
+    """Exact accuracy within each rating band, `{band: {"num_examples", "exact_accuracy"}}`; empty bands left out.
+
+    Why: a set that mixes easy and hard puzzles hides where the model fails; the bands show it."""
+    ratings = np.asarray(ratings)
+    correct = np.asarray(correct, dtype=bool)
+    if ratings.shape != correct.shape:
+        raise ValueError(f"ratings {ratings.shape} and correctness {correct.shape} must have one entry per puzzle")
+    table: dict[str, dict[str, Any]] = {}
+    for low, high in bands:
+        members = (ratings >= low) if high is None else ((ratings >= low) & (ratings <= high))
+        if members.any():
+            table[rating_band_name(low, high)] = {"num_examples": int(members.sum()),
+                                                  "exact_accuracy": float(correct[members].mean())}
+    return table
+
+
 def _arc_voting_rows(rows: Any) -> tuple[dict[str, list[Any]], np.ndarray]:
     """The voting columns, and which rows may vote: test inputs laid at the canvas's top-left corner."""
     optional = [name for name in ("example_role", "row_offset", "col_offset") if name in rows.column_names]
@@ -467,6 +495,8 @@ def evaluate_model(
         metrics["num_scored_rows"] = int(scored.sum())
     results["metrics"] = metrics
     results["accuracy_by_steps"] = by_steps
+    if config.task == "sudoku" and "rating" in rows.column_names:
+        results["accuracy_by_rating"] = accuracy_by_rating(np.asarray(rows["rating"]), outputs["correct_by_step"][:, -1])
     if run_act and scored.any():
         if halting == "act":
             act_correct, act_steps = outputs["correct_by_step"][:, -1], outputs["steps"]
@@ -510,6 +540,10 @@ def summary_table(results: dict[str, Any]) -> str:
     if results["accuracy_by_steps"]:
         curve = ", ".join(f"{k}: {v:.1%}" for k, v in results["accuracy_by_steps"].items())
         lines.append(f"| exact accuracy by step budget | {curve} |")
+    if results.get("accuracy_by_rating"):
+        bands = ", ".join(f"{band}: {row['exact_accuracy']:.1%} of {row['num_examples']}"
+                          for band, row in results["accuracy_by_rating"].items())
+        lines.append(f"| exact accuracy by rating band | {bands} |")
     if "act" in results:
         lines.append(f"| ACT | {results['act']['exact_accuracy']:.2%} exact at "
                      f"{results['act']['mean_steps']:.2f} mean steps |")
@@ -620,7 +654,9 @@ def evaluate_checkpoint(
 
 __all__ = [
     "RESULTS_SCHEMA_VERSION",
+    "RATING_BANDS",
     "STEP_BUDGETS",
+    "accuracy_by_rating",
     "add_subcommands",
     "check_compatibility",
     "dataset_identity",

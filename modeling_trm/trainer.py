@@ -67,6 +67,11 @@ class TRMTrainingArguments(TrainingArguments):
     auto_bf16: bool = field(default=True, metadata={"help": "Enable bf16 autocast when the hardware has bf16 units."})
     stop_on_nonfinite_loss: bool = field(default=True, metadata={
         "help": "Raise instead of training on (and saving) NaN/inf weights; checkpoints already written stay."})
+    curriculum_steps: int = field(default=0, metadata={
+        "help": "Sudoku curriculum: the blank-cell bound rises linearly to the hardest puzzle over this many "
+                "steps (modeling_trm.curriculum); 0 = off, every row from the start."})
+    curriculum_start_blanks: int | None = field(default=None, metadata={
+        "help": "The curriculum's blank-cell bound at step 0 (default: the fewest blanks in the training set)."})
 
     def __post_init__(self) -> None:
         if self.trm_optimizer not in ("adamw", "adam_atan2"):
@@ -101,7 +106,8 @@ class SampleStream:
         usable = len(permutation) - len(permutation) % self.world_size  # every rank gets as many rows
         return permutation[:usable][self.rank::self.world_size]
 
-    def take(self, count: int) -> dict[str, torch.Tensor]:
+    def take(self, count: int, step: int | None = None) -> dict[str, torch.Tensor]:
+        """The next `count` rows; `step` (the optimizer step) matters only to a curriculum."""
         indices: list[int] = []
         while len(indices) < count:
             if self.position == len(self._order):
@@ -211,6 +217,15 @@ class TRMTrainer(Trainer):
         if model.config.puzzle_emb_len == 0:
             model.puzzle_embedding.weight.requires_grad_(False)
 
+    def _new_stream(self) -> SampleStream:
+        args = self.args
+        if args.curriculum_steps > 0:
+            from .curriculum import CurriculumStream
+
+            return CurriculumStream(self.train_dataset, args.seed, args.curriculum_steps, args.curriculum_start_blanks,
+                                    args.process_index, args.world_size)
+        return SampleStream(self.train_dataset, args.seed, args.process_index, args.world_size)
+
     def _global_batch_size(self) -> int:
         return self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
 
@@ -218,8 +233,7 @@ class TRMTrainer(Trainer):
         if self.train_dataset is None:
             raise ValueError("TRMTrainer: training requires a train_dataset")
         if self.stream is None:
-            self.stream = SampleStream(self.train_dataset, self.args.seed, self.args.process_index,
-                                       self.args.world_size)
+            self.stream = self._new_stream()
         updates_per_epoch = max(1, math.ceil(len(self.train_dataset) / self._global_batch_size()))
         clock = _StepClock(updates_per_epoch * self.args.gradient_accumulation_steps)
         return DataLoader(clock, batch_size=1, shuffle=False, collate_fn=_first_item)
@@ -241,12 +255,12 @@ class TRMTrainer(Trainer):
         """Full-size batch whose rows for halted slots hold new samples (other rows are ignored)."""
         size = self.args.per_device_train_batch_size
         if carry is None:
-            return self.stream.take(size), size
+            return self.stream.take(size, self.state.global_step), size
         halted = carry.halted.nonzero().squeeze(-1).cpu()
         batch = {"input_ids": carry.input_ids.clone(), "labels": carry.labels.clone(),
                  "puzzle_identifiers": carry.puzzle_identifiers.clone()}
         if halted.numel():
-            fresh = self.stream.take(halted.numel())
+            fresh = self.stream.take(halted.numel(), self.state.global_step)
             for name in MODEL_COLUMNS:
                 batch[name][halted.to(batch[name].device)] = fresh[name].to(batch[name].device, batch[name].dtype)
         return batch, int(halted.numel())
@@ -436,8 +450,7 @@ class TRMTrainer(Trainer):
         self._micro_step = carry["micro_step"]
         if carry["stream"] is not None:
             if self.stream is None:
-                self.stream = SampleStream(self.train_dataset, self.args.seed, self.args.process_index,
-                                           self.args.world_size)
+                self.stream = self._new_stream()
             self.stream.load_state_dict(carry["stream"])
         self.generator.set_state(carry["generator"])
         self.samples_started = carry["samples_started"]

@@ -143,10 +143,10 @@ def test_verdict_compares_seed_ranges_with_the_baseline() -> None:
     assert verdict(higher, base).startswith("NOT reproduced")
     assert verdict(overlap, base) == "lower on average, ranges overlap"
     assert verdict(base, base) == "-"
-    rows = [dict(base, change="c", paper="p", num_parameters=10, verdict="-"),
-            dict(lower, change="c", paper="p", num_parameters=10, verdict=verdict(lower, base))]
+    rows = [dict(base, change="c", paper="p", num_parameters=10, verdict="-", token_accuracy=0.95),
+            dict(lower, change="c", paper="p", num_parameters=10, verdict=verdict(lower, base), token_accuracy=0.9)]
     table = markdown_table(rows, {"task_recipe": "demo", "steps": 5, "seeds": 2})
-    assert "| baseline | c | 10 | 85.0% ± 5.0 | 80.0, 90.0 | p | - |" in table
+    assert "| baseline | c | 10 | 85.0% ± 5.0 | 80.0, 90.0 | 95.0% | p | - |" in table
     assert "| a |" in table and "reproduced" in table
 
 
@@ -183,3 +183,19 @@ def test_run_ablation_writes_json_table_and_chart_and_resumes(tmp_path, capsys) 
     assert "seed 0: exact" not in capsys.readouterr().out
     with pytest.raises(ValueError, match="other settings"):
         run_ablation(out, recipe, variants, steps=3, seeds=2)
+
+
+def test_budget_minutes_become_a_fixed_step_count_from_the_cost_model() -> None:
+    from modeling_trm.ablation import IDLE_SECONDS_PER_BASELINE_STEP, steps_for_budget
+
+    base = {"num_layers": 2, "H_cycles": 3, "L_cycles": 6}
+    # block applications per step, backward = 2 forwards: baseline 2 * 7 * (2 + 3) = 70
+    assert variant_by_name(BASELINE).relative_cost(base) == 1.0
+    assert variant_by_name("full-backprop").relative_cost(base) == pytest.approx(2 * 7 * 9 / 70)
+    assert variant_by_name("4-layers-n3").relative_cost(base) == pytest.approx(4 * 4 * 5 / 70)
+    assert variant_by_name("T1-n2").relative_cost(base) == pytest.approx(2 * 3 * 3 / 70)
+    recipe = load_recipe("demo")
+    one = (variant_by_name(BASELINE),)
+    assert steps_for_budget(10, one, 2, recipe) == int(600 / (IDLE_SECONDS_PER_BASELINE_STEP * 2))
+    with pytest.raises(ValueError, match="budget-minutes"):
+        steps_for_budget(0, one, 1, recipe)

@@ -104,3 +104,16 @@ def test_build_from_recipe(tmp_path):
     with pytest.raises(ValueError, match="exactly one of 'version' and 'json_prefix'"):
         build_from_recipe({"builder": "arc", "args": {"num_aug": 1}}, tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_generated_sudoku_recipe_spreads_blanks_augments_and_records_the_generator(tmp_path):
+    from modeling_trm.data.cli import build_from_recipe
+
+    recipe = {"builder": "generated-sudoku",
+              "args": {"size": 4, "num_train": 6, "num_test": 3, "blank_range": [5, 8], "num_aug": 1, "seed": 2}}
+    dataset, metadata = load_trm_dataset(build_from_recipe(recipe, tmp_path / "ds", progress=False))
+    assert (dataset["train"].num_rows, dataset["test"].num_rows) == (12, 3)  # each puzzle and one augmented copy
+    blanks = [row.count(1) for split in ("train", "test") for row in dataset[split]["input_ids"]]
+    assert min(blanks) >= 5 and max(blanks) <= 8
+    assert metadata.source["kind"] == "generated" and metadata.source["blank_range"] == [5, 8]
+    assert (metadata.source["size"], metadata.source["seed"], metadata.build_settings["num_aug"]) == (4, 2, 1)

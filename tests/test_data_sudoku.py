@@ -79,6 +79,19 @@ def test_generator_is_seeded_and_splits_do_not_overlap():
         generate_sudoku(9, random.Random(0), num_blanks=70, max_attempts=2)
 
 
+def test_blank_range_spreads_blank_counts_within_its_bounds():
+    splits = generate_sudoku_splits(4, 40, 10, seed=3, blank_range=(4, 9))
+    counts = [row.question.count(".") for split in splits.values() for row in split]
+    assert min(counts) >= 4 and max(counts) <= 9 and len(set(counts)) >= 4
+    for row in splits["test"]:
+        question = [0 if ch == "." else int(ch) for ch in row.question]
+        assert ["".join(map(str, s)) for s in solve_sudoku(question, 4, limit=2).solutions] == [row.answer]
+    with pytest.raises(ValueError, match="not both"):
+        generate_sudoku_splits(4, 1, 1, num_blanks=4, blank_range=(4, 6))
+    with pytest.raises(ValueError, match=r"0 <= low <= high < 16, got \(6, 4\)"):
+        generate_sudoku_splits(4, 1, 1, blank_range=(6, 4))
+
+
 def test_csv_round_trip_keeps_every_field(tmp_path):
     rows = [PuzzleRow("a,b", QUESTION_4, ANSWER_4, 7)]
     write_puzzle_csv(tmp_path / "x.csv", rows)

@@ -6,12 +6,14 @@ import json
 from types import SimpleNamespace
 
 import pytest
+import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModel
 
 from modeling_trm.cli import main
 from modeling_trm import demo as demo_module
 from modeling_trm.demo import run_demo
+from modeling_trm.evaluation import resolve_dtype
 
 
 def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> None:
@@ -94,3 +96,29 @@ def test_unknown_demo_task_is_refused_before_any_work(tmp_path) -> None:
     with pytest.raises(ValueError, match="unknown demo task 'sudoku99'"):
         run_demo(str(tmp_path / "x"), task="sudoku99")
     assert not (tmp_path / "x").exists()
+
+
+def test_sudoku9_task_runs_its_recipe_with_a_plan_curriculum_and_rating_bands(tmp_path, capsys) -> None:
+    out = tmp_path / "demo9"
+    run_demo(str(out), task="sudoku9", size=4, recipe_overrides={
+        "data": {"num_train": 60, "num_test": 30, "blank_range": [4, 10], "num_aug": 0},
+        "model": {"hidden_size": 32, "H_cycles": 1, "L_cycles": 1},
+        "training": {"max_steps": 6, "eval_steps": 3, "curriculum_steps": 4, "curriculum_start_blanks": 4}})
+    printed = capsys.readouterr().out
+    # the plan comes before any work: 6 steps, and the recipe's idle phase times (1.5 + 55 + 4 = 60.5 min)
+    assert printed.index("[plan    ] recipe sudoku9-cpu: 6 training steps") < printed.index("[data")
+    assert "about 60.5 min in all (data ~1.5 min, train ~55 min, evaluate ~4 min)" in printed
+    results = json.loads((out / "model" / "results.json").read_text())
+    assert results["training"]["recipe"] == "sudoku9-cpu" and results["training"]["steps"] == 6
+    bands = results["accuracy_by_rating"]
+    assert sum(row["num_examples"] for row in bands.values()) == 30
+    for band, row in bands.items():
+        assert f"| exact accuracy, rating {band} | {row['exact_accuracy']:.1%} of {row['num_examples']} |" in printed
+    assert "| rating | puzzles | exact accuracy |" in (out / "model" / "README.md").read_text()
+    assert results["protocol"]["dtype"] == resolve_dtype("auto", torch.device("cpu"))  # the recipe's demo.eval_dtype
+
+
+def test_recipes_without_phase_times_announce_no_plan() -> None:
+    from modeling_trm.recipes_io import load_recipe
+
+    assert demo_module.announce_plan(load_recipe("demo")) is None

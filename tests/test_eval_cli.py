@@ -22,6 +22,7 @@ from modeling_trm.data.puzzle_csv import write_puzzle_csv
 from modeling_trm.data.sudoku import build_sudoku_dataset
 from modeling_trm.data.tables import dataset_from_columns, grid_features
 from modeling_trm.evaluation import (
+    accuracy_by_rating,
     add_subcommands,
     check_compatibility,
     evaluate_model,
@@ -235,6 +236,29 @@ def test_hand_checked_numbers_under_act_halting(crafted):
     assert results["accuracy_by_steps"] == pytest.approx({"1": 0.5, "2": 0.5, "4": 0.75})
     assert results["mean_steps"] == pytest.approx(7 / 4)
     assert results["protocol"]["halting"] == "act"
+
+
+@pytest.mark.parametrize("halting, by_band", [
+    ("max", {"0": 1.0, "1-2": 1.0, "3-9": 0.0, "10+": 0.0}),  # final answers L, L, W, A
+    ("act", {"0": 1.0, "1-2": 1.0, "3-9": 1.0, "10+": 0.0}),  # ACT answers L, L, L, A
+])
+def test_accuracy_by_rating_band_follows_each_puzzles_final_answer(crafted, halting, by_band):
+    model, split, metadata = crafted
+    rated = split.add_column("rating", [0, 2, 5, 12])
+    results = evaluate_model(model, rated, metadata, halting=halting, batch_size=3, progress=False, dtype="fp32")
+    assert {band: row["exact_accuracy"] for band, row in results["accuracy_by_rating"].items()} == by_band
+    assert [row["num_examples"] for row in results["accuracy_by_rating"].values()] == [1, 1, 1, 1]
+    assert "accuracy_by_rating" not in evaluate_model(model, split, metadata, progress=False, dtype="fp32")
+    check_results(results)
+
+
+def test_accuracy_by_rating_counts_each_band_and_leaves_empty_ones_out():
+    table = accuracy_by_rating(np.array([0, 0, 0, 3, 9, 40]), np.array([1, 1, 0, 1, 0, 0], dtype=bool))
+    assert table == {"0": {"num_examples": 3, "exact_accuracy": pytest.approx(2 / 3)},
+                     "3-9": {"num_examples": 2, "exact_accuracy": 0.5},
+                     "10+": {"num_examples": 1, "exact_accuracy": 0.0}}
+    with pytest.raises(ValueError, match="one entry per puzzle"):
+        accuracy_by_rating(np.array([0, 1]), np.array([True]))
 
 
 def test_arc_votes_across_variants_and_writes_a_submission(tmp_path):

@@ -225,6 +225,19 @@ def test_bad_results_are_refused_with_the_field_named(model, model_dir, tmp_path
         load_results(broken)
 
 
+def test_rating_bands_are_tabled_from_the_results(model, model_dir) -> None:
+    bands = {"0": {"num_examples": 311, "exact_accuracy": 0.9132}, "10+": {"num_examples": 29, "exact_accuracy": 0.1379}}
+    results = make_results(model, accuracy_by_rating=bands)
+    text = str(render_model_card(model_dir, results, repo_id="org/trm-tiny"))
+    assert "| 0 | 311 | 91.3% |" in text and "| 10+ | 29 | 13.8% |" in text
+    assert unexplained_numbers(text, results, list(bands), model.config.to_dict(),
+                               [model.num_parameters(), model.num_reference_parameters()]) == []
+    assert "by the puzzle's difficulty rating" not in str(render_model_card(model_dir, make_results(model)))
+    with pytest.raises(CardInputError, match=r"accuracy_by_rating\.0.*fraction"):
+        render_model_card(model_dir, make_results(model, accuracy_by_rating={"0": {"num_examples": 3,
+                                                                                   "exact_accuracy": 91.3}}))
+
+
 def run_card_snippet(card: ModelCard) -> dict[str, Any]:
     snippet = re.search(r"```python\n(.*?)```", str(card), re.S).group(1)
     namespace: dict[str, Any] = {}

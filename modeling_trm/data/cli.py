@@ -249,16 +249,27 @@ def build_from_recipe(
 
 
 def build_generated_sudoku_dataset(size: int, num_train: int, num_test: int, seed: int = 0,
-                                   num_blanks: int | None = None, progress: bool = True) -> tuple[DatasetDict, DatasetMetadata]:
+                                   num_blanks: int | None = None, blank_range: list[int] | None = None,
+                                   num_aug: int = 0, progress: bool = True) -> tuple[DatasetDict, DatasetMetadata]:
     """Generate Sudoku offline, write them in the Sudoku-Extreme CSV schema, and build from those CSVs
-    (the same loader as the real benchmark), so the embedded default needs no network."""
+    (the same loader as the real benchmark), so the embedded default needs no network.
+
+    `blank_range` ([low, high]) spreads the blank counts; `num_aug` adds augmented copies of each
+    training puzzle (digit, row and column shuffles: new puzzles at no generation cost)."""
     import tempfile
 
-    splits = generate_sudoku_splits(size, num_train, num_test, seed, num_blanks=num_blanks)
+    spread = None if blank_range is None else (int(blank_range[0]), int(blank_range[1]))
+    splits = generate_sudoku_splits(size, num_train, num_test, seed, num_blanks=num_blanks, blank_range=spread)
     with tempfile.TemporaryDirectory() as folder:
         for split, rows in splits.items():
             write_puzzle_csv(Path(folder) / f"{split}.csv", rows)
-        return build_sudoku_dataset(folder, seed=seed, progress=progress)
+        dataset, metadata = build_sudoku_dataset(folder, seed=seed, num_aug=num_aug, progress=progress)
+    # the CSVs lived in a temporary folder: record the generator's settings instead, so the build repeats
+    metadata.source = {"kind": "generated", "generator": "generate_sudoku_splits", "size": size,
+                       "num_train": num_train, "num_test": num_test, "seed": seed, "num_blanks": num_blanks,
+                       "blank_range": None if spread is None else list(spread),
+                       "sha256": metadata.source.get("sha256")}
+    return dataset, metadata
 
 
 def _test_count(args: argparse.Namespace) -> int:

@@ -117,15 +117,24 @@ def generate_sudoku_splits(
     seed: int = 0,
     *,
     num_blanks: int | None = None,
+    blank_range: tuple[int, int] | None = None,
     min_rating: int | None = None,
     on_puzzle: Callable[[], None] | None = None,
 ) -> dict[str, list[PuzzleRow]]:
     """`{"train": rows, "test": rows}` of distinct puzzles (no question appears twice, across splits).
 
-    `on_puzzle` is called once per accepted puzzle (for a progress bar).
+    `blank_range=(low, high)` draws each puzzle's blank count uniformly from low..high (inclusive),
+    so one set spans easy to hard puzzles (what a curriculum orders and rating bands split);
+    it replaces `num_blanks`. `on_puzzle` is called once per accepted puzzle (for a progress bar).
     """
     if num_train < 0 or num_test < 0:
         raise ValueError(f"puzzle counts must be non-negative, got train={num_train}, test={num_test}")
+    if blank_range is not None:
+        if num_blanks is not None:
+            raise ValueError("give num_blanks or blank_range, not both")
+        low, high = blank_range
+        if not 0 <= low <= high < size * size:
+            raise ValueError(f"blank_range must satisfy 0 <= low <= high < {size * size}, got {tuple(blank_range)}")
     rng = random.Random(seed)
     source = f"generated_sudoku_{size}x{size}"
     seen: set[str] = set()
@@ -134,7 +143,8 @@ def generate_sudoku_splits(
         rows: list[PuzzleRow] = []
         repeats = 0
         while len(rows) < count:
-            row = generate_sudoku(size, rng, num_blanks=num_blanks, min_rating=min_rating).to_row(source)
+            blanks = num_blanks if blank_range is None else rng.randint(blank_range[0], blank_range[1])
+            row = generate_sudoku(size, rng, num_blanks=blanks, min_rating=min_rating).to_row(source)
             if row.question in seen:
                 repeats += 1
                 if repeats > 100 + 10 * count:

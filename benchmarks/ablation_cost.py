@@ -1,0 +1,66 @@
+"""Seconds per training step of every `trm ablate` variant beside the cost model that sizes its budget.
+
+    OMP_NUM_THREADS=1 python -m benchmarks.ablation_cost --steps 6
+
+Prints a table: variant, the cost model's step cost relative to the baseline (block applications,
+backward counted as two forwards), the measured median s/step and its ratio to the baseline's. On a
+loaded machine the absolute times are inflated; the ratios are what checks the cost model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from modeling_trm import TRMConfig, TRMForGridReasoning
+from modeling_trm.ablation import VARIANTS, base_model_settings, variant_recipe
+from modeling_trm.optim import TRMOptimizer, build_param_groups
+from modeling_trm.recipes_io import load_recipe
+
+SUDOKU6_SYMBOLS = ["<pad>", "."] + [str(d) for d in range(1, 7)]
+
+
+def step_times(config: TRMConfig, batch_size: int, steps: int, warmup: int = 2) -> list[float]:
+    torch.manual_seed(0)
+    model = TRMForGridReasoning(config).train()
+    optimizer = TRMOptimizer(build_param_groups(model, 1e-3, 0.1, 1e-3, 0.1))
+    ids = torch.randint(1, config.vocab_size, (batch_size, config.seq_len))
+    labels = torch.randint(2, config.vocab_size, (batch_size, config.seq_len))
+    state, times = None, []
+    for index in range(warmup + steps):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(ids, labels=labels, state=state)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        state = out.state
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6)
+    args = parser.parse_args()
+    recipe = load_recipe("demo")
+    base = base_model_settings(recipe)
+    batch = int(recipe["training"]["global_batch_size"])
+    print(f"{'variant':<14} {'model cost':>10} {'s/step':>8} {'measured':>9}  threads={torch.get_num_threads()}, batch {batch}")
+    baseline = None
+    for variant in VARIANTS:
+        overrides = variant_recipe(recipe, variant, 1, 0, 0)["model"]["overrides"]
+        config = TRMConfig.from_preset(recipe["model"]["preset"], **overrides, vocab_size=8, seq_len=36,
+                                       grid_shape=(6, 6), id_to_symbol=SUDOKU6_SYMBOLS)
+        median = statistics.median(step_times(config, batch, args.steps))
+        baseline = baseline or median
+        print(f"{variant.name:<14} {variant.relative_cost(base):>10.2f} {median:>8.3f} {median / baseline:>9.2f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
