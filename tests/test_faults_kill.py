@@ -121,7 +121,7 @@ def test_sigkill_from_outside_mid_save_and_at_seeded_delays_then_resume_exactly(
     for attempt in range(3):
         before = complete_step(out)
         process = start(resume_command(reference, out), tmp_path / f"log{attempt}.txt")
-        if attempt % 2 == 0:  # mid-save: the moment a new checkpoint folder exists without its marker
+        if attempt < 2:  # mid-save: the moment a new checkpoint folder exists without its marker
             def condition() -> bool:
                 return any(not done and step > before for step, _, done in checkpoint_folders(str(out)))
         else:  # a seeded delay after the run's first new checkpoint: lands between or inside steps/saves
