@@ -28,6 +28,7 @@ from transformers.utils import ModelOutput
 from .configuration_trm import TRMConfig
 
 IGNORE_INDEX = -100
+_INDEX_DTYPES = (torch.int64, torch.int32)  # what nn.Embedding accepts as indices
 # On a CPU in half precision the sequence-MLP model runs slices of the batch of about this many
 # positions (samples x sequence length) at a time: measured best between 12 and 16 Sudoku samples.
 _CPU_ROWS_PER_CHUNK = 1600
@@ -362,6 +363,41 @@ class TRMSolveOutput(ModelOutput):
     trajectory_q_halt_logits: torch.Tensor | None = None  # (B, max_steps)
 
 
+# ----------------------------------------------------------------------------- loading checks
+
+
+class CheckpointLoadError(ValueError):
+    """A checkpoint that cannot be loaded as it is; the message names the source and the problem."""
+
+
+def _loading_problems(info: dict) -> list[str]:
+    """Every key that `from_pretrained` would have left freshly initialised, skipped or re-shaped."""
+    problems = []
+    if info.get("missing_keys"):
+        problems.append("missing from the weights: " + ", ".join(sorted(info["missing_keys"])))
+    if info.get("unexpected_keys"):
+        problems.append("in the weights but not in the model: " + ", ".join(sorted(info["unexpected_keys"])))
+    for key, stored, expected in sorted(info.get("mismatched_keys") or ()):
+        problems.append(f"{key} has shape {list(stored)} in the weights, the config needs {list(expected)}")
+    return problems + [str(message) for message in info.get("error_msgs") or ()]
+
+
+def _unreadable_weights_file(source: str) -> str:
+    """The first `*.safetensors` file of a local folder that safetensors cannot open, else a best guess."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    folder = Path(source)
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else ():
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except Exception:  # safetensors raises its own error types for every malformed header
+            return str(path)
+    return f"{source}/model.safetensors"
+
+
 # ----------------------------------------------------------------------------- model
 
 
@@ -415,6 +451,36 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         self.z_init = nn.Parameter(torch.empty(d))
         self.post_init()
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing a partial load.
+
+        transformers re-initialises weights missing from a checkpoint (and skips unexpected ones) with
+        only a logged report; a TRM loaded so answers nonsense. Here every missing, unexpected or
+        mis-shaped key, and an unreadable weights file, raises one `CheckpointLoadError` that names
+        the checkpoint; the model is never returned. `ignore_mismatched_sizes=True` is the explicit
+        opt-in to transformers' partial loading and skips this check.
+        """
+        if kwargs.get("ignore_mismatched_sizes"):
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        from safetensors import SafetensorError
+
+        source = str(pretrained_model_name_or_path)
+        wants_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args,
+                                                  output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+        except SafetensorError as error:
+            raise CheckpointLoadError(f"{_unreadable_weights_file(source)}: not a readable safetensors file "
+                                      f"(truncated, or another format): {error}") from None
+        except ValueError as error:  # e.g. a config.json field that TRMConfig.validate refuses
+            raise CheckpointLoadError(f"{source}: {error}") from error
+        problems = _loading_problems(info)
+        if problems:
+            raise CheckpointLoadError(f"{source}: the weights do not fit its config.json (a checkpoint of another "
+                                      f"configuration?); refusing a partial load: " + "; ".join(problems))
+        return (model, info) if wants_info else model
+
     # -- inputs ------------------------------------------------------------------------------
 
     def check_inputs(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor | None,
@@ -423,14 +489,18 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         cfg = self.config
         if input_ids.dim() != 2 or input_ids.shape[1] != cfg.seq_len:
             raise ValueError(f"input_ids must have shape (batch, {cfg.seq_len}), got {tuple(input_ids.shape)}")
-        if input_ids.dtype.is_floating_point:
-            raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
+        if input_ids.dtype not in _INDEX_DTYPES:  # nn.Embedding takes no other dtype
+            raise ValueError(f"input_ids must be int64 or int32 token ids, got dtype {input_ids.dtype} "
+                             "(convert with .long())")
         if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size):
             raise ValueError(
                 f"input_ids contain ids outside the vocabulary [0, {cfg.vocab_size}): "
                 f"min {int(input_ids.min())}, max {int(input_ids.max())}"
             )
         if puzzle_identifiers is not None:
+            if puzzle_identifiers.dtype not in _INDEX_DTYPES:
+                raise ValueError(f"puzzle_identifiers must be int64 or int32 ids, got dtype {puzzle_identifiers.dtype} "
+                                 "(convert with .long())")
             if puzzle_identifiers.shape != (input_ids.shape[0],):
                 raise ValueError(f"puzzle_identifiers must have shape ({input_ids.shape[0]},), "
                                  f"got {tuple(puzzle_identifiers.shape)}")
@@ -738,6 +808,6 @@ TRMConfig.register_for_auto_class()
 TRMForGridReasoning.register_for_auto_class("AutoModel")
 
 __all__ = [
-    "TRMForGridReasoning", "TRMPreTrainedModel", "TRMState", "TRMOutput", "TRMSolveOutput",
+    "CheckpointLoadError", "TRMForGridReasoning", "TRMPreTrainedModel", "TRMState", "TRMOutput", "TRMSolveOutput",
     "RecursiveCore", "stablemax_cross_entropy", "log_stablemax", "rms_norm",
 ]

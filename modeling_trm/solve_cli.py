@@ -44,16 +44,21 @@ def symbol_lookup(config: Any) -> dict[str, int]:
 
 def read_puzzles(stream: TextIO, config: Any, name: str = "<stdin>") -> list[list[int]]:
     """Token ids of every puzzle in `stream`; raises `PuzzleInputError` naming the first bad line."""
-    text = stream.read()
+    try:
+        text = stream.read()
+    except UnicodeDecodeError as error:
+        raise PuzzleInputError(f"{name}: not UTF-8 text ({error})") from None
     lookup = symbol_lookup(config)
-    lines = text.splitlines()
+    # Only "\n" ends a line: str.splitlines would also split at form feeds, \x85, \u2028, ..., and the
+    # line numbers in errors would no longer match the file.
+    lines = text.split("\n")
     first = next((line for line in lines if line.strip()), "")
     if first.strip().split(",")[:2] == list(CSV_HEADER[:2]):
-        reader = csv.DictReader(io.StringIO(text))
-        entries = [(reader.line_num, row.get("question") or "") for row in reader]
+        entries = _csv_questions(text, name)
     else:
-        entries = [(number, line.rstrip("\r\n")) for number, line in enumerate(lines, start=1)
-                   if line.strip() and not line.lstrip().startswith("#")]
+        comments = "#" not in lookup  # in a maze '#' is a wall, and nearly every maze row starts with one
+        entries = [(number, line.rstrip("\r")) for number, line in enumerate(lines, start=1)
+                   if line.strip() and not (comments and line.lstrip().startswith("#"))]
     puzzles = []
     for number, question in entries:
         if config.task == "sudoku":
@@ -70,6 +75,19 @@ def read_puzzles(stream: TextIO, config: Any, name: str = "<stdin>") -> list[lis
     return puzzles
 
 
+def _csv_questions(text: str, name: str) -> list[tuple[int, str]]:
+    """(line number, question) of each row of a CSV with a `question` column."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    entries: list[tuple[int, str]] = []
+    try:
+        for row in reader:
+            entries.append((reader.line_num, row.get("question") or ""))
+    except csv.Error as error:  # a stray quote or carriage return, a field over the csv module's size limit
+        complete = entries[-1][0] if entries else 1  # the failing row starts after the last complete one
+        raise PuzzleInputError(f"{name} line {complete + 1}: not a readable CSV row ({error})") from None
+    return entries
+
+
 def render_answer(tokens: list[int], config: Any, as_grid: bool) -> str:
     symbols = [symbol if len(symbol) == 1 else "?" for symbol in config.id_to_symbol]
     text = "".join(symbols[t] for t in tokens)
@@ -80,14 +98,24 @@ def render_answer(tokens: list[int], config: Any, as_grid: bool) -> str:
 
 
 def run_solve(args: argparse.Namespace) -> int:
-    from transformers import AutoModel
+    """Config, then every puzzle, then the weights: bad input is refused before the model loads."""
+    from transformers import AutoConfig, AutoModel
 
-    model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
-    if args.file:
-        with open(args.file) as handle:
-            puzzles = read_puzzles(handle, model.config, args.file)
-    else:
-        puzzles = read_puzzles(sys.stdin, model.config)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    try:
+        try:
+            config = AutoConfig.from_pretrained(args.model, trust_remote_code=True)
+        except ValueError as error:  # a config.json field that TRMConfig.validate refuses
+            raise ValueError(f"{args.model}: {error}") from None
+        if args.file:
+            with open(args.file, encoding="utf-8") as handle:
+                puzzles = read_puzzles(handle, config, args.file)
+        else:
+            puzzles = read_puzzles(sys.stdin, config)
+        model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
+    except OSError as error:  # no such model or puzzles file, unreadable config
+        raise ValueError(str(error)) from None
     ids = torch.tensor(puzzles)
     for start in range(0, len(ids), args.batch_size):
         out = model.solve(ids[start:start + args.batch_size], halting=args.halting, max_steps=args.max_steps)
