@@ -6,7 +6,8 @@
 
 A model push uploads what `from_pretrained(..., trust_remote_code=True)` needs and what the card
 cites: the EMA weights (`model.safetensors`), `config.json`, the remote code (`configuration_trm.py`,
-`modeling_trm.py`), the card (`README.md`, rendered from the results if the folder has none) and the
+`modeling_trm.py` and the modules they import: the `grid-reasoning` pipeline `pipeline_trm.py` and its
+helpers), the card (`README.md`, rendered from the results if the folder has none) and the
 results, recipe and training record it was rendered from; `--with-app` adds the browser demo as
 `app.py` with its `requirements.txt` (a Space-style repo). Nothing else in the folder is sent
 (checkpoints, raw weights and pickled training arguments stay local), and the folder is only read.
@@ -79,6 +80,11 @@ def model_files(folder: Path) -> dict[str, Path]:
     """The files a loadable checkpoint needs (path in repo -> local path); `ModelFolderError` if any is missing."""
     missing = [name for name in (CONFIG_NAME, *REMOTE_CODE_FILES) if not (folder / name).is_file()]
     files = {name: folder / name for name in (CONFIG_NAME, *REMOTE_CODE_FILES) if (folder / name).is_file()}
+    for name in imported_code_files(folder, [name for name in REMOTE_CODE_FILES if name in files]):
+        if (folder / name).is_file():
+            files[name] = folder / name
+        else:
+            missing.append(name)
     if (folder / WEIGHTS_INDEX_NAME).is_file():
         try:
             shards = sorted(set(json.loads((folder / WEIGHTS_INDEX_NAME).read_text())["weight_map"].values()))
@@ -111,6 +117,25 @@ def model_files(folder: Path) -> dict[str, Path]:
         raise ModelFolderError(f"{folder / CONFIG_NAME}: no auto_map entry for AutoModel, so "
                                "trust_remote_code loading would fail; re-save the model with save_pretrained")
     return files
+
+
+def imported_code_files(folder: Path, code_files: list[str]) -> list[str]:
+    """The modules `code_files` import relatively (`from .pipeline_trm import ...`), recursively: the
+    remote code needs them beside it (the pipeline and its helpers, for models saved with them)."""
+    from transformers.dynamic_module_utils import get_relative_imports
+
+    found: list[str] = []
+    pending = list(code_files)
+    while pending:
+        path = folder / pending.pop()
+        if not path.is_file():
+            continue
+        for module in get_relative_imports(path):
+            name = f"{module}.py"
+            if name not in found and name not in code_files:
+                found.append(name)
+                pending.append(name)
+    return sorted(found)
 
 
 def check_finite_weights(files: dict[str, Path]) -> None:

@@ -15,6 +15,8 @@ from typing import Any, TextIO
 
 import torch
 
+from .puzzle_text import encode_puzzle, render_answer, symbol_lookup
+
 CSV_HEADER = ("source", "question", "answer", "rating")
 
 
@@ -29,17 +31,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
                                                 "default: stdin")
     parser.add_argument("--halting", choices=("act", "max"), default="act")
     parser.add_argument("--max-steps", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=256, help="puzzles solved at once (slots)")
     parser.add_argument("--grid", action="store_true", help="print each answer as a grid instead of one line")
     parser.set_defaults(func=run_solve)
-
-
-def symbol_lookup(config: Any) -> dict[str, int]:
-    """Single-character symbols of the vocabulary (PAD and EOS never appear in a question)."""
-    lookup = {symbol: index for index, symbol in enumerate(config.id_to_symbol) if len(symbol) == 1}
-    if config.task == "sudoku" and config.blank_token_id is not None:
-        lookup.setdefault("0", config.blank_token_id)
-    return lookup
 
 
 def read_puzzles(stream: TextIO, config: Any, name: str = "<stdin>") -> list[list[int]]:
@@ -61,15 +55,10 @@ def read_puzzles(stream: TextIO, config: Any, name: str = "<stdin>") -> list[lis
                    if line.strip() and not (comments and line.lstrip().startswith("#"))]
     puzzles = []
     for number, question in entries:
-        if config.task == "sudoku":
-            question = question.strip()  # Sudoku strings have no meaningful spaces (maze strings do)
-        if len(question) != config.seq_len:
-            raise PuzzleInputError(f"{name} line {number}: expected {config.seq_len} symbols, got {len(question)}")
-        unknown = sorted({c for c in question if c not in lookup})
-        if unknown:
-            raise PuzzleInputError(f"{name} line {number}: symbols {unknown} are not in the model's vocabulary "
-                                   f"{sorted(lookup)}")
-        puzzles.append([lookup[c] for c in question])
+        try:
+            puzzles.append(encode_puzzle(question, config, lookup))
+        except ValueError as error:
+            raise PuzzleInputError(f"{name} line {number}: {error}") from None
     if not puzzles:
         raise PuzzleInputError(f"{name}: no puzzles found")
     return puzzles
@@ -88,18 +77,14 @@ def _csv_questions(text: str, name: str) -> list[tuple[int, str]]:
     return entries
 
 
-def render_answer(tokens: list[int], config: Any, as_grid: bool) -> str:
-    symbols = [symbol if len(symbol) == 1 else "?" for symbol in config.id_to_symbol]
-    text = "".join(symbols[t] for t in tokens)
-    if not as_grid:
-        return text
-    cols = config.grid_shape[1]
-    return "\n".join(" ".join(text[i:i + cols]) for i in range(0, len(text), cols)) + "\n"
-
-
 def run_solve(args: argparse.Namespace) -> int:
-    """Config, then every puzzle, then the weights: bad input is refused before the model loads."""
-    from transformers import AutoConfig, AutoModel
+    """Config, then every puzzle, then the weights: bad input is refused before the model loads.
+
+    All puzzles go through one stream of `--batch-size` slots: under ACT a slot whose puzzle halted
+    takes the next one at once (`solve(..., slots=)`), so no step runs a nearly empty batch."""
+    from transformers import AutoConfig
+
+    from .evaluation import load_model_for_eval
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
@@ -113,12 +98,14 @@ def run_solve(args: argparse.Namespace) -> int:
                 puzzles = read_puzzles(handle, config, args.file)
         else:
             puzzles = read_puzzles(sys.stdin, config)
-        model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
+        model = load_model_for_eval(args.model)  # this package's code, which has the slot-refill solve
     except OSError as error:  # no such model or puzzles file, unreadable config
         raise ValueError(str(error)) from None
-    ids = torch.tensor(puzzles)
-    for start in range(0, len(ids), args.batch_size):
-        out = model.solve(ids[start:start + args.batch_size], halting=args.halting, max_steps=args.max_steps)
-        for answer in out.predictions.tolist():
-            print(render_answer(answer, model.config, args.grid))
+    ids = torch.tensor(puzzles, device=next(model.parameters()).device)
+    out = model.solve(ids, halting=args.halting, max_steps=args.max_steps, slots=args.batch_size)
+    for answer in out.predictions.tolist():
+        print(render_answer(answer, model.config, args.grid))
     return 0
+
+
+__all__ = ["PuzzleInputError", "add_subcommands", "read_puzzles", "render_answer", "run_solve", "symbol_lookup"]
