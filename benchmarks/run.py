@@ -11,6 +11,8 @@ Measures, in one process and one run:
   bf16 and fp32; eager and with the gradient cycle compiled (`workloads.GradOnlyCompiledCore`);
 - `solve` throughput with `halting="max"` on the presets (untrained: ACT would never halt), and
   ACT vs max on a small model trained here (`benchmarks/act_demo.py`) with both accuracies;
+- fixed 16 steps, shrink-only ACT and slot-refill ACT (`solve(..., slots=64)`) on the 1,000 demo test
+  puzzles with the demo model's halting threshold raised so that puzzles halt at 1 to 16 steps;
 - what autograd saves for one Sudoku-MLP training step at batch 64 (the activations behind the RSS).
 
 FLOPs are counted analytically (`modeling_trm/flops.py`, matmuls only, 2 per multiply-add):
@@ -47,13 +49,15 @@ from .matmul_peak import measure_peaks
 from .memory_probe import probe_in_subprocess
 from .measure import (OtherProcesses, Timing, current_rss_mb, load_average, machine_description, peak_rss_mb, reset_peak_rss,
                       time_runs)
-from .workloads import (baseline_training_step, package_model, package_solve, package_training_step, random_batch,
-                        saved_activation_bytes)
+from .workloads import (baseline_training_step, package_model, package_solve, package_solve_stream,
+                        package_training_step, random_batch, saved_activation_bytes)
 
 PRESETS = {"Sudoku-MLP": "sudoku-mlp", "Sudoku-Att": "sudoku-att", "Maze/ARC-Att L=916": "maze"}
 TRAIN_TARGET_SPEEDUP = 2.0
 ACT_TARGET_SPEEDUP = 3.0
 ACT_MAX_ACCURACY_DROP = 0.005
+REFILL_TARGET_SPEEDUP = 1.5
+REFILL_SLOTS = 64
 
 
 @dataclass
@@ -85,6 +89,7 @@ class Plan:
     solve: list[SolveCase] = field(default_factory=list)
     peak_repeats: int = 8
     act_repeats: int = 2
+    refill_repeats: int = 2
     memory_batch: int | None = 64
 
 
@@ -94,7 +99,7 @@ def default_plan(quick: bool) -> Plan:
             train=[TrainCase("Sudoku-MLP", 32, "bf16", repeats=2)],
             solve=[SolveCase("Sudoku-Att", 16, "bf16", max_steps=1, repeats=2),
                    SolveCase("Maze/ARC-Att L=916", 1, "bf16", max_steps=1, repeats=2)],
-            peak_repeats=4, act_repeats=1, memory_batch=None,
+            peak_repeats=4, act_repeats=1, refill_repeats=1, memory_batch=None,
         )
     return Plan(
         train=[
@@ -239,6 +244,44 @@ def run_act_demo(peak: dict, repeats: int, log) -> list[dict[str, Any]]:
     return records
 
 
+def run_refill_comparison(peak: dict, repeats: int, log, slots: int = REFILL_SLOTS) -> list[dict[str, Any]]:
+    """Fixed 16 steps, ACT with a shrinking batch, ACT with slot refill: the 1,000 generated test puzzles,
+    `slots` at a time, on the demo model with its halting threshold raised so that ACT stops puzzles at
+    1 to 16 steps (`act_demo.VARIED_HALTING_THRESHOLD`; at threshold 0 every puzzle halts after step 1,
+    where refilling has nothing to do)."""
+    trained, info = act_demo.load_or_train_demo_model(log=log)
+    model = act_demo.with_halting_threshold(trained, act_demo.VARIED_HALTING_THRESHOLD)
+    info = {**info, "halting_threshold": act_demo.VARIED_HALTING_THRESHOLD}
+    test = act_demo.demo_puzzles()["test"]
+    ids, labels = test["input_ids"], test["labels"]
+    variants = {"solve-max": ("max", False), "solve-act-shrink": ("act", False), "solve-act-refill": ("act", True)}
+    records, answers = [], {}
+    for mode, (halting, refill) in variants.items():
+        load_before = load_average()
+        solve = package_solve_stream(model, ids, "bf16", halting, slots, refill)
+        outputs = []
+        run = lambda: outputs.append(solve())  # noqa: E731 - keeps the last output for the accuracy
+        rss = _measure_rss_of_first_call(run)
+        timing = time_runs(run, repeats=repeats, warmup=0)
+        predictions, steps = answers[mode] = outputs[-1]
+        sample_steps = float(steps.sum())
+        flops = float(forward_step_flops(model.config, 1)) * sample_steps
+        record = _record("Sudoku-4x4 varied halting", slots, mode, "bf16", "package", timing, len(ids), flops, peak,
+                         rss, load_before, max_steps=model.config.halt_max_steps,
+                         mean_steps=round(sample_steps / len(steps), 3),
+                         exact_accuracy=round(act_demo.exact_accuracy(predictions, labels), 4),
+                         steps_histogram={int(k): int(v) for k, v in zip(*torch.unique(steps, return_counts=True))},
+                         demo_model=info)
+        records.append(record)
+        log(_row(record))
+    shrink, refill = answers["solve-act-shrink"], answers["solve-act-refill"]
+    records[-1]["same_answers_and_steps_as_shrink"] = bool(torch.equal(shrink[0], refill[0])
+                                                           and torch.equal(shrink[1], refill[1]))
+    log(f"steps per puzzle under ACT: {records[-1]['steps_histogram']}; refill answers and steps equal "
+        f"shrink-only's: {records[-1]['same_answers_and_steps_as_shrink']}")
+    return records
+
+
 def memory_explanation(batch_size: int, dtype: str, log) -> dict[str, Any]:
     """Peak RSS of Sudoku-MLP training steps measured in fresh processes (package and baseline), and
     what autograd saves for one step: the activations of the n + 1 calls with gradients."""
@@ -263,7 +306,7 @@ def memory_explanation(batch_size: int, dtype: str, log) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- output
 
-_HEADER = (f"{'preset':<26} {'batch':>5} {'mode':<9} {'dtype':<5} {'impl':<8} {'cmp':<3} {'s/run':>7} {'cpu s':>7} "
+_HEADER = (f"{'preset':<26} {'batch':>5} {'mode':<16} {'dtype':<5} {'impl':<8} {'cmp':<3} {'s/run':>7} {'cpu s':>7} "
            f"{'samples/s':>9} {'x base':>6} {'GFLOP/s':>8} {'%peak':>6} {'RSS MB':>7} {'others':>6}")
 
 
@@ -272,7 +315,7 @@ def _row(r: dict[str, Any]) -> str:
     rss = "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}"
     load = "" if r["other_processes_cores"] is None else f"{r['other_processes_cores']:.2f}"
     mode = r["mode"] + (f"/{r['max_steps']}" if r["mode"] == "solve-max" and "demo" not in r["preset"] else "")
-    return (f"{r['preset']:<26} {r['batch_size']:>5} {mode:<9} {r['dtype']:<5} {r['implementation']:<8} "
+    return (f"{r['preset']:<26} {r['batch_size']:>5} {mode:<16} {r['dtype']:<5} {r['implementation']:<8} "
             f"{'yes' if r['compiled'] else 'no':<3} {r['seconds_median']:>7.3f} {r['cpu_seconds_median']:>7.2f} "
             f"{r['samples_per_s']:>9.2f} {speedup:>6} {r['gflops_per_s']:>8.0f} {100 * r['peak_fraction']:>5.1f}% "
             f"{rss:>7} {load:>6}")
@@ -336,6 +379,18 @@ def evaluate_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "measured": f"{speedup:.2f}x, accuracy {100 * act['solve-act']['exact_accuracy']:.1f}% vs "
                                     f"{100 * act['solve-max']['exact_accuracy']:.1f}% ({100 * drop:+.1f} points lower)",
                         "met": speedup >= ACT_TARGET_SPEEDUP and drop <= ACT_MAX_ACCURACY_DROP})
+    refill = {r["mode"]: r for r in records if r["preset"] == "Sudoku-4x4 varied halting"}
+    if {"solve-act-shrink", "solve-act-refill"} <= refill.keys():
+        shrink, slots = refill["solve-act-shrink"], refill["solve-act-refill"]
+        speedup = slots["samples_per_s"] / shrink["samples_per_s"]
+        same = slots.get("same_answers_and_steps_as_shrink", False)
+        targets.append({"target": f"ACT with slot refill >= {REFILL_TARGET_SPEEDUP}x puzzles/s of shrink-only ACT, "
+                                  "same answers and steps",
+                        "measured": f"{speedup:.2f}x ({slots['samples_per_s']:.0f} vs {shrink['samples_per_s']:.0f} "
+                                    f"puzzles/s; fixed 16 steps {refill.get('solve-max', {}).get('samples_per_s', 0):.0f}"
+                                    f"), accuracy {100 * slots['exact_accuracy']:.1f}% vs "
+                                    f"{100 * shrink['exact_accuracy']:.1f}%, same answers and steps: {same}",
+                        "met": speedup >= REFILL_TARGET_SPEEDUP and same})
     return targets
 
 
@@ -365,6 +420,7 @@ def run_suite(plan: Plan, log=print) -> dict[str, Any]:
     for case in plan.solve:
         records.append(run_solve_case(case, peak, log))
     records.extend(run_act_demo(peak, plan.act_repeats, log))
+    records.extend(run_refill_comparison(peak, plan.refill_repeats, log))
     memory = memory_explanation(plan.memory_batch, "bf16", log) if plan.memory_batch else None
     peak = _best_peak(peak_times + [measure_peaks(repeats=plan.peak_repeats)])
     log("matmul peak (best of start and end of the run): " +

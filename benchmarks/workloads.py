@@ -110,6 +110,26 @@ def package_solve(model: TRMForGridReasoning, input_ids: torch.Tensor, dtype: st
     return run
 
 
+def package_solve_stream(model: TRMForGridReasoning, input_ids: torch.Tensor, dtype: str, halting: str,
+                         batch_size: int, refill: bool) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """A closure solving every row of `input_ids` `batch_size` at a time; returns (predictions, steps).
+
+    Without `refill`, one `solve` call per batch (under ACT the batch shrinks as puzzles halt); with
+    it, one call whose `batch_size` slots take the next puzzle as soon as theirs halts."""
+    model.eval()
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast_for(dtype):
+            if refill:
+                out = model.solve(input_ids, halting=halting, slots=batch_size)
+                return out.predictions, out.steps
+            parts = [model.solve(input_ids[start:start + batch_size], halting=halting)
+                     for start in range(0, len(input_ids), batch_size)]
+        return torch.cat([p.predictions for p in parts]), torch.cat([p.steps for p in parts])
+
+    return run
+
+
 def saved_activation_bytes(model: TRMForGridReasoning, batch_size: int, dtype: str) -> int:
     """Bytes of the distinct tensors autograd saves for the backward of one supervision step.
 

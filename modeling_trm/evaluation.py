@@ -13,6 +13,9 @@ One `solve(..., return_trajectory=True)` pass per batch gives everything:
 - the exact accuracy after each step budget (1, 2, 4, 8, 16): the trajectory holds the answer after
   every supervision step, so a budget b costs nothing extra (under `halting="act"` a sample's
   trajectory is frozen once it halts, which is exactly ACT run with `max_steps=b`);
+- under `halting="act"` the rows stream through `batch_size` slots: a slot whose puzzle halted takes
+  the next row at once (`solve(..., slots=batch_size)`), so steps run full batches; each puzzle's
+  answer and step count are those of ACT on that puzzle alone;
 - under `halting="max"` (the paper's protocol), ACT as well: samples are independent, so ACT's
   answer for a sample is the full run's answer at the first step whose q_halt > 0 (or the last
   step). Read off the q_halt trajectory, this costs no second pass.
@@ -52,6 +55,8 @@ RATING_BANDS: tuple[tuple[int, int | None], ...] = ((0, 0), (1, 2), (3, 9), (10,
 HALTING_MODES = ("max", "act")
 DTYPES = ("auto", "fp32", "bf16")
 MODEL_COLUMNS = ("input_ids", "labels", "puzzle_identifiers")
+# Trajectory elements (int64) one ACT solve call may return: 256 MiB, about 26k Sudoku or 2.3k maze rows.
+_ACT_TRAJECTORY_ELEMENTS = 2**25
 ARC_VOTING_COLUMNS = ("task_id", "augmentation", "example_index")
 SUBMISSION_FILENAME = "submission.json"
 VERSIONED_PACKAGES = ("modeling_trm", "torch", "transformers", "datasets", "evaluate", "numpy")
@@ -277,6 +282,15 @@ def _smallest_int_dtype(vocab_size: int) -> type:
     return np.int8 if vocab_size <= np.iinfo(np.int8).max else np.int16
 
 
+def _rows_per_solve_call(halting: str, batch_size: int, max_steps: int, seq_len: int) -> int:
+    """Rows handed to one `solve` call. Under ACT, `batch_size` slots refill from the call's rows, so a
+    call holds many batches (only its last puzzles run in a shrinking batch); its trajectory
+    (rows x max_steps x seq_len int64) is kept under `_ACT_TRAJECTORY_ELEMENTS`."""
+    if halting != "act":
+        return batch_size
+    return max(batch_size, _ACT_TRAJECTORY_ELEMENTS // (max_steps * seq_len))
+
+
 @torch.no_grad()
 def _run_batches(model: TRMForGridReasoning, rows: Any, halting: str, max_steps: int, batch_size: int,
                  use_bf16: bool, progress: bool, keep_inputs: bool) -> dict[str, np.ndarray]:
@@ -299,14 +313,16 @@ def _run_batches(model: TRMForGridReasoning, rows: Any, halting: str, max_steps:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     numpy_rows = rows.with_format("numpy", columns=list(MODEL_COLUMNS))
     pad = model.config.pad_token_id
-    for start in tqdm(range(0, count, batch_size), desc="evaluating", unit="batch", disable=not progress):
-        part = numpy_rows[start:start + batch_size]
+    call_rows = _rows_per_solve_call(halting, batch_size, max_steps, seq_len)
+    slots = batch_size if halting == "act" else None
+    for start in tqdm(range(0, count, call_rows), desc="evaluating", unit="call", disable=not progress):
+        part = numpy_rows[start:start + call_rows]
         end = start + len(part["labels"])
         input_ids = torch.as_tensor(part["input_ids"].astype(np.int64), device=device)
         pids = torch.as_tensor(part["puzzle_identifiers"].astype(np.int64), device=device)
         with autocast:
             solved = model.solve(input_ids, puzzle_identifiers=pids, max_steps=max_steps, halting=halting,
-                                 return_trajectory=True)
+                                 return_trajectory=True, slots=slots)
         labels = part["labels"].astype(np.int64)
         trajectory = solved.trajectory.cpu().numpy()  # (B, max_steps, seq)
         ignored = ~scored_cells(labels, pad)  # (B, seq)
@@ -441,7 +457,7 @@ def evaluate_model(
         metadata: that dataset's `DatasetMetadata`; checked against the model before any compute.
         halting: `"max"` runs every step (the paper's protocol); `"act"` stops each sample once q_halt > 0.
         max_steps: supervision steps (default: the model's `halt_max_steps`).
-        batch_size: rows per `solve` call.
+        batch_size: rows per `solve` call; under `halting="act"`, slots that refill from a larger call.
         limit: score only the first `limit` rows.
         step_budgets: budgets for `accuracy_by_steps`; those above `max_steps` are dropped and
             `max_steps` itself is always included, so the last entry is the final exact accuracy.
@@ -479,7 +495,8 @@ def evaluate_model(
         "model": model_identity(model),
         "dataset": dataset_identity(metadata, dataset_split, dataset_path, split, rows.num_rows),
         "protocol": {"halting": halting, "max_steps": max_steps, "batch_size": batch_size, "dtype": resolved_dtype,
-                     "device": _device_name(device), "torch_threads": torch.get_num_threads(), "limit": limit},
+                     "device": _device_name(device), "torch_threads": torch.get_num_threads(), "limit": limit,
+                     "slot_refill": halting == "act"},
     }
     metrics: dict[str, Any] = {}
     by_steps: dict[str, float] = {}

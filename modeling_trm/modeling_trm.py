@@ -28,6 +28,7 @@ from transformers.utils import ModelOutput
 from .configuration_trm import TRMConfig
 
 IGNORE_INDEX = -100
+_INDEX_DTYPES = (torch.int64, torch.int32)  # what nn.Embedding accepts as indices
 # On a CPU in half precision the sequence-MLP model runs slices of the batch of about this many
 # positions (samples x sequence length) at a time: measured best between 12 and 16 Sudoku samples.
 _CPU_ROWS_PER_CHUNK = 1600
@@ -362,6 +363,41 @@ class TRMSolveOutput(ModelOutput):
     trajectory_q_halt_logits: torch.Tensor | None = None  # (B, max_steps)
 
 
+# ----------------------------------------------------------------------------- loading checks
+
+
+class CheckpointLoadError(ValueError):
+    """A checkpoint that cannot be loaded as it is; the message names the source and the problem."""
+
+
+def _loading_problems(info: dict) -> list[str]:
+    """Every key that `from_pretrained` would have left freshly initialised, skipped or re-shaped."""
+    problems = []
+    if info.get("missing_keys"):
+        problems.append("missing from the weights: " + ", ".join(sorted(info["missing_keys"])))
+    if info.get("unexpected_keys"):
+        problems.append("in the weights but not in the model: " + ", ".join(sorted(info["unexpected_keys"])))
+    for key, stored, expected in sorted(info.get("mismatched_keys") or ()):
+        problems.append(f"{key} has shape {list(stored)} in the weights, the config needs {list(expected)}")
+    return problems + [str(message) for message in info.get("error_msgs") or ()]
+
+
+def _unreadable_weights_file(source: str) -> str:
+    """The first `*.safetensors` file of a local folder that safetensors cannot open, else a best guess."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    folder = Path(source)
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else ():
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except Exception:  # safetensors raises its own error types for every malformed header
+            return str(path)
+    return f"{source}/model.safetensors"
+
+
 # ----------------------------------------------------------------------------- model
 
 
@@ -415,6 +451,36 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         self.z_init = nn.Parameter(torch.empty(d))
         self.post_init()
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing a partial load.
+
+        transformers re-initialises weights missing from a checkpoint (and skips unexpected ones) with
+        only a logged report; a TRM loaded so answers nonsense. Here every missing, unexpected or
+        mis-shaped key, and an unreadable weights file, raises one `CheckpointLoadError` that names
+        the checkpoint; the model is never returned. `ignore_mismatched_sizes=True` is the explicit
+        opt-in to transformers' partial loading and skips this check.
+        """
+        if kwargs.get("ignore_mismatched_sizes"):
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        from safetensors import SafetensorError
+
+        source = str(pretrained_model_name_or_path)
+        wants_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args,
+                                                  output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+        except SafetensorError as error:
+            raise CheckpointLoadError(f"{_unreadable_weights_file(source)}: not a readable safetensors file "
+                                      f"(truncated, or another format): {error}") from None
+        except ValueError as error:  # e.g. a config.json field that TRMConfig.validate refuses
+            raise CheckpointLoadError(f"{source}: {error}") from error
+        problems = _loading_problems(info)
+        if problems:
+            raise CheckpointLoadError(f"{source}: the weights do not fit its config.json (a checkpoint of another "
+                                      f"configuration?); refusing a partial load: " + "; ".join(problems))
+        return (model, info) if wants_info else model
+
     # -- inputs ------------------------------------------------------------------------------
 
     def check_inputs(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor | None,
@@ -423,14 +489,18 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         cfg = self.config
         if input_ids.dim() != 2 or input_ids.shape[1] != cfg.seq_len:
             raise ValueError(f"input_ids must have shape (batch, {cfg.seq_len}), got {tuple(input_ids.shape)}")
-        if input_ids.dtype.is_floating_point:
-            raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
+        if input_ids.dtype not in _INDEX_DTYPES:  # nn.Embedding takes no other dtype
+            raise ValueError(f"input_ids must be int64 or int32 token ids, got dtype {input_ids.dtype} "
+                             "(convert with .long())")
         if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size):
             raise ValueError(
                 f"input_ids contain ids outside the vocabulary [0, {cfg.vocab_size}): "
                 f"min {int(input_ids.min())}, max {int(input_ids.max())}"
             )
         if puzzle_identifiers is not None:
+            if puzzle_identifiers.dtype not in _INDEX_DTYPES:
+                raise ValueError(f"puzzle_identifiers must be int64 or int32 ids, got dtype {puzzle_identifiers.dtype} "
+                                 "(convert with .long())")
             if puzzle_identifiers.shape != (input_ids.shape[0],):
                 raise ValueError(f"puzzle_identifiers must have shape ({input_ids.shape[0]},), "
                                  f"got {tuple(puzzle_identifiers.shape)}")
@@ -677,27 +747,32 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         max_steps: int | None = None,
         halting: str = "act",
         return_trajectory: bool = False,
+        slots: int | None = None,
     ) -> TRMSolveOutput:
         """Refine answers for up to `max_steps` supervision steps (default `halt_max_steps`).
 
-        `halting="act"` stops a sample once q_halt > 0 and removes it from the batch, so later steps
-        only compute the rest; `halting="max"` runs every step (the paper's evaluation protocol).
+        `halting="act"` stops a puzzle once q_halt > 0; `halting="max"` runs every step (the paper's
+        evaluation protocol). `slots` is how many puzzles run at once (default: all of them). Without
+        it a halted puzzle leaves the batch, so later steps compute only the rest. With it the puzzles
+        stream through `slots` rows and a row whose puzzle halted takes the next waiting puzzle at
+        once (continuous batching, as the training carry refills halted slots), so the steps keep
+        running full batches. Puzzles are independent: each gets the same answer and step count
+        whatever `slots` is.
         """
         if halting not in ("act", "max"):
             raise ValueError(f"halting must be 'act' or 'max', got {halting!r}")
         max_steps = self.config.halt_max_steps if max_steps is None else int(max_steps)
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or slots < 1):
+            raise ValueError(f"slots must be a positive integer or None, got {slots!r}")
         batch = input_ids.shape[0]
         device = input_ids.device
         if puzzle_identifiers is None:
             puzzle_identifiers = torch.zeros(batch, dtype=torch.long, device=device)
         self.check_inputs(input_ids, puzzle_identifiers)
 
-        state = self.initial_state(input_ids, puzzle_identifiers)
         dtype = self._compute_dtype(device.type)
-        x = self.embed_inputs(input_ids, puzzle_identifiers).to(dtype)
-        y, z = state.y.to(dtype), state.z.to(dtype)
         predictions = torch.zeros_like(input_ids)
         steps = torch.zeros(batch, dtype=torch.int32, device=device)
         q_final = torch.zeros(batch, dtype=torch.float32, device=device)
@@ -705,26 +780,83 @@ class TRMForGridReasoning(TRMPreTrainedModel):
             if return_trajectory else None
         trajectory_q = torch.zeros(batch, max_steps, dtype=torch.float32, device=device) if return_trajectory else None
 
-        active = torch.arange(batch, device=device)  # original rows still refining
-        for step in range(1, max_steps + 1):
+        rows = torch.arange(min(batch, slots or batch), device=device)  # the puzzle each running row refines
+        row_steps = torch.zeros(rows.shape[0], dtype=torch.int32, device=device)
+        x, y, z = self._start_puzzles(input_ids[rows], puzzle_identifiers[rows], dtype)
+        waiting = rows.shape[0]  # index of the next puzzle to load
+        while rows.numel():
             y, z, logits, q_halt = self.supervision_step(x, y, z)
+            row_steps += 1
             answer = logits.argmax(-1).to(input_ids.dtype)
-            predictions[active] = answer
-            q_final[active] = q_halt
-            steps[active] = step
+            predictions[rows] = answer
+            q_final[rows] = q_halt
+            steps[rows] = row_steps
             if return_trajectory:
-                trajectory[active, step - 1:] = answer.unsqueeze(1)
-                trajectory_q[active, step - 1:] = q_halt.unsqueeze(1)
-            if halting == "act" and step < max_steps:
-                keep = q_halt <= 0
-                if not bool(keep.all()):
-                    active, x, y, z = active[keep], x[keep], y[keep], z[keep]
-                if active.numel() == 0:
-                    break
+                trajectory[rows, row_steps.long() - 1] = answer
+                trajectory_q[rows, row_steps.long() - 1] = q_halt
+            halted = row_steps >= max_steps
+            if halting == "act":
+                halted |= q_halt > 0
+            if not bool(halted.any()):
+                continue
+            free = halted.nonzero().squeeze(1)
+            refill = free[:batch - waiting]
+            if refill.numel():  # halted rows take the next puzzles at once
+                new = torch.arange(waiting, waiting + refill.numel(), device=device)
+                waiting += refill.numel()
+                x[refill], y[refill], z[refill] = self._start_puzzles(input_ids[new], puzzle_identifiers[new], dtype)
+                rows[refill] = new
+                row_steps[refill] = 0
+                halted[refill] = False
+            if bool(halted.any()):  # nothing left to load: the batch shrinks
+                keep = ~halted
+                rows, row_steps, x, y, z = rows[keep], row_steps[keep], x[keep], y[keep], z[keep]
+        if return_trajectory:  # after its last step a puzzle's answer and q_halt stay as they were
+            last = torch.minimum(torch.arange(max_steps, device=device), steps.long().unsqueeze(1) - 1).clamp_min(0)
+            trajectory = trajectory.gather(1, last.unsqueeze(-1).expand_as(trajectory))
+            trajectory_q = trajectory_q.gather(1, last)
         return TRMSolveOutput(predictions=predictions, steps=steps, q_halt_logits=q_final,
                               trajectory=trajectory, trajectory_q_halt_logits=trajectory_q)
 
+    def _start_puzzles(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor,
+                       dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x, y and z of puzzles about to take their first step: embedded question, y_init, z_init."""
+        shape = (input_ids.shape[0], self.config.total_seq_len, self.config.hidden_size)
+        x = self.embed_inputs(input_ids, puzzle_identifiers).to(dtype)
+        return x, self.y_init.detach().to(dtype).expand(shape).clone(), self.z_init.detach().to(dtype).expand(shape).clone()
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        puzzle_identifiers: torch.Tensor | None = None,
+        max_steps: int | None = None,
+        halting: str = "max",
+    ) -> torch.LongTensor:
+        """The answer token ids, `(batch, seq_len)`, the way `generate` returns ids in transformers.
+
+        `solve(...).predictions`, for code written against that convention; `solve` is the rich call
+        (steps used, q_halt logits, every step's answer). `halting` defaults to the paper's protocol,
+        `"max"`. This is not `GenerationMixin.generate`: TRM refines the whole grid at once, so there
+        is no token-by-token decoding, sampling or cache, and no generation config (`can_generate()`
+        stays False, so `save_pretrained` writes no `generation_config.json`).
+        """
+        return self.solve(input_ids, puzzle_identifiers=puzzle_identifiers, max_steps=max_steps,
+                          halting=halting).predictions
+
     # -- bookkeeping ----------------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, shipping the `grid-reasoning` pipeline as well.
+
+        The import below is a relative import, so the copy of this file's code that transformers writes
+        beside the weights takes `pipeline_trm.py` (and the modules it imports) along, and
+        `custom_pipelines` in config.json lets `pipeline(model=DIR, trust_remote_code=True)` find it.
+        """
+        from .pipeline_trm import custom_pipelines_entry
+
+        self.config.custom_pipelines = custom_pipelines_entry()
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def num_reference_parameters(self) -> int:
         """Parameters counted as the reference counts them: without the puzzle table and y/z_init."""
@@ -738,6 +870,6 @@ TRMConfig.register_for_auto_class()
 TRMForGridReasoning.register_for_auto_class("AutoModel")
 
 __all__ = [
-    "TRMForGridReasoning", "TRMPreTrainedModel", "TRMState", "TRMOutput", "TRMSolveOutput",
+    "CheckpointLoadError", "TRMForGridReasoning", "TRMPreTrainedModel", "TRMState", "TRMOutput", "TRMSolveOutput",
     "RecursiveCore", "stablemax_cross_entropy", "log_stablemax", "rms_norm",
 ]

@@ -6,7 +6,8 @@
 
 A model push uploads what `from_pretrained(..., trust_remote_code=True)` needs and what the card
 cites: the EMA weights (`model.safetensors`), `config.json`, the remote code (`configuration_trm.py`,
-`modeling_trm.py`), the card (`README.md`, rendered from the results if the folder has none) and the
+`modeling_trm.py` and the modules they import: the `grid-reasoning` pipeline `pipeline_trm.py` and its
+helpers), the card (`README.md`, rendered from the results if the folder has none) and the
 results, recipe and training record it was rendered from; `--with-app` adds the browser demo as
 `app.py` with its `requirements.txt` (a Space-style repo). Nothing else in the folder is sent
 (checkpoints, raw weights and pickled training arguments stay local), and the folder is only read.
@@ -49,7 +50,8 @@ class ModelFolderError(ValueError):
 
 
 class PublishError(RuntimeError):
-    """The Hub refused or the upload failed; nothing was committed and the local folder is unchanged."""
+    """The Hub refused or the upload failed; the local folder is unchanged, and the message says what the
+    branch holds now (a commit is all or nothing: the old commit, or, if only the answer was lost, the new one)."""
 
 
 # ----------------------------------------------------------------------------- model folders
@@ -78,6 +80,11 @@ def model_files(folder: Path) -> dict[str, Path]:
     """The files a loadable checkpoint needs (path in repo -> local path); `ModelFolderError` if any is missing."""
     missing = [name for name in (CONFIG_NAME, *REMOTE_CODE_FILES) if not (folder / name).is_file()]
     files = {name: folder / name for name in (CONFIG_NAME, *REMOTE_CODE_FILES) if (folder / name).is_file()}
+    for name in imported_code_files(folder, [name for name in REMOTE_CODE_FILES if name in files]):
+        if (folder / name).is_file():
+            files[name] = folder / name
+        else:
+            missing.append(name)
     if (folder / WEIGHTS_INDEX_NAME).is_file():
         try:
             shards = sorted(set(json.loads((folder / WEIGHTS_INDEX_NAME).read_text())["weight_map"].values()))
@@ -110,6 +117,25 @@ def model_files(folder: Path) -> dict[str, Path]:
         raise ModelFolderError(f"{folder / CONFIG_NAME}: no auto_map entry for AutoModel, so "
                                "trust_remote_code loading would fail; re-save the model with save_pretrained")
     return files
+
+
+def imported_code_files(folder: Path, code_files: list[str]) -> list[str]:
+    """The modules `code_files` import relatively (`from .pipeline_trm import ...`), recursively: the
+    remote code needs them beside it (the pipeline and its helpers, for models saved with them)."""
+    from transformers.dynamic_module_utils import get_relative_imports
+
+    found: list[str] = []
+    pending = list(code_files)
+    while pending:
+        path = folder / pending.pop()
+        if not path.is_file():
+            continue
+        for module in get_relative_imports(path):
+            name = f"{module}.py"
+            if name not in found and name not in code_files:
+                found.append(name)
+                pending.append(name)
+    return sorted(found)
 
 
 def check_finite_weights(files: dict[str, Path]) -> None:
@@ -420,22 +446,53 @@ def _commit_files(repo_id: str, repo_type: str, files: dict[str, Path | bytes], 
         raise ValueError(f"invalid repo id {repo_id!r}: {error}") from None
     api = HfApi(token=token)
     where = f"{repo_type} repo {repo_id}" + (f" (branch {revision})" if revision else "")
+    head = None
     try:
         if not api.repo_exists(repo_id, repo_type=repo_type):  # asking first: not every server answers 409 alike
             api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
-        existing = api.list_repo_files(repo_id, repo_type=repo_type, revision=revision)
+        head = api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+        existing = api.list_repo_files(repo_id, repo_type=repo_type, revision=head)
         deletions = [CommitOperationDelete(path_in_repo=path) for path in existing if stale(path) and path not in files]
         additions = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(src) if isinstance(src, Path) else src)
                      for path, src in sorted(files.items())]
+        # parent_commit: if anyone moved the branch since `existing` was listed, the Hub refuses the commit
+        # instead of applying deletions computed from a stale listing.
         return api.create_commit(repo_id, [*deletions, *additions], commit_message=commit_message,
-                                 repo_type=repo_type, revision=revision)
+                                 repo_type=repo_type, revision=revision, parent_commit=head)
     except Exception as error:
-        if not isinstance(error, (HfHubHTTPError, OSError)) and not _is_transport_error(error):
+        if not _caused_by_the_hub(error, (HfHubHTTPError, OSError)):
             raise
-        raise PublishError(f"pushing to the {where} failed, nothing was committed "
-                           f"(the local files are unchanged): {error}") from error
+        outcome = _commit_outcome(api, repo_id, repo_type, revision, head)
+        raise PublishError(f"pushing to the {where} failed, {outcome} (the local files are unchanged): {error}") \
+            from error
+
+
+def _commit_outcome(api: Any, repo_id: str, repo_type: str, revision: str | None, head: str | None) -> str:
+    """What a failed push left on the Hub, asked again after the failure: a commit is all or nothing, but a
+    connection lost while the Hub stored it leaves the client unsure which."""
+    if head is None:
+        return "nothing was committed"
+    try:
+        now = api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+    except Exception:  # the Hub cannot be reached right now either
+        return (f"and whether the commit landed is unknown (the branch was at {head}); pushing again is safe: "
+                "an identical push adds no commit")
+    if now == head:
+        return f"nothing was committed (the branch is still at {head})"
+    return (f"but the branch moved from {head} to {now}: the commit landed although its answer was lost; pushing "
+            "again is safe: an identical push adds no commit")
+
+
+def _caused_by_the_hub(error: BaseException, hub_errors: tuple[type[BaseException], ...]) -> bool:
+    """An HTTP or connection error, or an error raised because of one (huggingface_hub wraps a failed LFS
+    upload in a plain RuntimeError whose cause is the connection error)."""
+    while error is not None:
+        if isinstance(error, hub_errors) or _is_transport_error(error):
+            return True
+        error = error.__cause__
+    return False
 
 
 def _is_transport_error(error: BaseException) -> bool:

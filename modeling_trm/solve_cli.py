@@ -15,6 +15,8 @@ from typing import Any, TextIO
 
 import torch
 
+from .puzzle_text import encode_puzzle, render_answer, symbol_lookup
+
 CSV_HEADER = ("source", "question", "answer", "rating")
 
 
@@ -29,68 +31,81 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
                                                 "default: stdin")
     parser.add_argument("--halting", choices=("act", "max"), default="act")
     parser.add_argument("--max-steps", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=256, help="puzzles solved at once (slots)")
     parser.add_argument("--grid", action="store_true", help="print each answer as a grid instead of one line")
     parser.set_defaults(func=run_solve)
 
 
-def symbol_lookup(config: Any) -> dict[str, int]:
-    """Single-character symbols of the vocabulary (PAD and EOS never appear in a question)."""
-    lookup = {symbol: index for index, symbol in enumerate(config.id_to_symbol) if len(symbol) == 1}
-    if config.task == "sudoku" and config.blank_token_id is not None:
-        lookup.setdefault("0", config.blank_token_id)
-    return lookup
-
-
 def read_puzzles(stream: TextIO, config: Any, name: str = "<stdin>") -> list[list[int]]:
     """Token ids of every puzzle in `stream`; raises `PuzzleInputError` naming the first bad line."""
-    text = stream.read()
+    try:
+        text = stream.read()
+    except UnicodeDecodeError as error:
+        raise PuzzleInputError(f"{name}: not UTF-8 text ({error})") from None
     lookup = symbol_lookup(config)
-    lines = text.splitlines()
+    # Only "\n" ends a line: str.splitlines would also split at form feeds, \x85, \u2028, ..., and the
+    # line numbers in errors would no longer match the file.
+    lines = text.split("\n")
     first = next((line for line in lines if line.strip()), "")
     if first.strip().split(",")[:2] == list(CSV_HEADER[:2]):
-        reader = csv.DictReader(io.StringIO(text))
-        entries = [(reader.line_num, row.get("question") or "") for row in reader]
+        entries = _csv_questions(text, name)
     else:
-        entries = [(number, line.rstrip("\r\n")) for number, line in enumerate(lines, start=1)
-                   if line.strip() and not line.lstrip().startswith("#")]
+        comments = "#" not in lookup  # in a maze '#' is a wall, and nearly every maze row starts with one
+        entries = [(number, line.rstrip("\r")) for number, line in enumerate(lines, start=1)
+                   if line.strip() and not (comments and line.lstrip().startswith("#"))]
     puzzles = []
     for number, question in entries:
-        if config.task == "sudoku":
-            question = question.strip()  # Sudoku strings have no meaningful spaces (maze strings do)
-        if len(question) != config.seq_len:
-            raise PuzzleInputError(f"{name} line {number}: expected {config.seq_len} symbols, got {len(question)}")
-        unknown = sorted({c for c in question if c not in lookup})
-        if unknown:
-            raise PuzzleInputError(f"{name} line {number}: symbols {unknown} are not in the model's vocabulary "
-                                   f"{sorted(lookup)}")
-        puzzles.append([lookup[c] for c in question])
+        try:
+            puzzles.append(encode_puzzle(question, config, lookup))
+        except ValueError as error:
+            raise PuzzleInputError(f"{name} line {number}: {error}") from None
     if not puzzles:
         raise PuzzleInputError(f"{name}: no puzzles found")
     return puzzles
 
 
-def render_answer(tokens: list[int], config: Any, as_grid: bool) -> str:
-    symbols = [symbol if len(symbol) == 1 else "?" for symbol in config.id_to_symbol]
-    text = "".join(symbols[t] for t in tokens)
-    if not as_grid:
-        return text
-    cols = config.grid_shape[1]
-    return "\n".join(" ".join(text[i:i + cols]) for i in range(0, len(text), cols)) + "\n"
+def _csv_questions(text: str, name: str) -> list[tuple[int, str]]:
+    """(line number, question) of each row of a CSV with a `question` column."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    entries: list[tuple[int, str]] = []
+    try:
+        for row in reader:
+            entries.append((reader.line_num, row.get("question") or ""))
+    except csv.Error as error:  # a stray quote or carriage return, a field over the csv module's size limit
+        complete = entries[-1][0] if entries else 1  # the failing row starts after the last complete one
+        raise PuzzleInputError(f"{name} line {complete + 1}: not a readable CSV row ({error})") from None
+    return entries
 
 
 def run_solve(args: argparse.Namespace) -> int:
-    from transformers import AutoModel
+    """Config, then every puzzle, then the weights: bad input is refused before the model loads.
 
-    model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
-    if args.file:
-        with open(args.file) as handle:
-            puzzles = read_puzzles(handle, model.config, args.file)
-    else:
-        puzzles = read_puzzles(sys.stdin, model.config)
-    ids = torch.tensor(puzzles)
-    for start in range(0, len(ids), args.batch_size):
-        out = model.solve(ids[start:start + args.batch_size], halting=args.halting, max_steps=args.max_steps)
-        for answer in out.predictions.tolist():
-            print(render_answer(answer, model.config, args.grid))
+    All puzzles go through one stream of `--batch-size` slots: under ACT a slot whose puzzle halted
+    takes the next one at once (`solve(..., slots=)`), so no step runs a nearly empty batch."""
+    from transformers import AutoConfig
+
+    from .evaluation import load_model_for_eval
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    try:
+        try:
+            config = AutoConfig.from_pretrained(args.model, trust_remote_code=True)
+        except ValueError as error:  # a config.json field that TRMConfig.validate refuses
+            raise ValueError(f"{args.model}: {error}") from None
+        if args.file:
+            with open(args.file, encoding="utf-8") as handle:
+                puzzles = read_puzzles(handle, config, args.file)
+        else:
+            puzzles = read_puzzles(sys.stdin, config)
+        model = load_model_for_eval(args.model)  # this package's code, which has the slot-refill solve
+    except OSError as error:  # no such model or puzzles file, unreadable config
+        raise ValueError(str(error)) from None
+    ids = torch.tensor(puzzles, device=next(model.parameters()).device)
+    out = model.solve(ids, halting=args.halting, max_steps=args.max_steps, slots=args.batch_size)
+    for answer in out.predictions.tolist():
+        print(render_answer(answer, model.config, args.grid))
     return 0
+
+
+__all__ = ["PuzzleInputError", "add_subcommands", "read_puzzles", "render_answer", "run_solve", "symbol_lookup"]

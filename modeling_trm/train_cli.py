@@ -193,6 +193,7 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
                       csv_dir: str | None = None, resume: bool = False, callbacks: list | None = None) -> dict[str, Any]:
     """The whole run; returns the final evaluation (also written to OUTPUT_DIR/model/train_results.json)."""
     import torch
+    from transformers import set_seed
 
     from .configuration_trm import TRMConfig
     from .data.metadata import load_trm_dataset
@@ -200,23 +201,20 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
     from .modeling_trm import TRMForGridReasoning
     from .trainer import TRMTrainer, TRMTrainingArguments
 
+    training = dict(recipe["training"])
+    launch = launch_arguments(training, output_dir)
+    global_batch = int(training.pop("global_batch_size"))
+    per_device_batch = split_global_batch(training, global_batch, launch.world_size)
     if dataset_dir is None:
         dataset_dir = str(output_dir / "dataset")
-        if not os.path.isdir(dataset_dir):
-            build_recipe_dataset(recipe, dataset_dir, csv_dir)
+        build_dataset_once(recipe, dataset_dir, csv_dir, launch)
     dataset, metadata = load_trm_dataset(dataset_dir)
 
     config = TRMConfig.from_preset(recipe["model"]["preset"], **recipe["model"].get("overrides", {}))
     metadata.apply_to(config)
+    set_seed(launch.seed)  # the weight init is the first random draw of the run: seed it (the Trainer seeds later)
     model = TRMForGridReasoning(config)
 
-    training = dict(recipe["training"])
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    accumulation = int(training.get("gradient_accumulation_steps", 1))
-    global_batch = int(training.pop("global_batch_size"))
-    if global_batch % (world_size * accumulation):
-        raise ValueError(f"global_batch_size {global_batch} is not divisible by {world_size} processes x "
-                         f"{accumulation} accumulation steps")
     groups = count_groups(dataset["train"])
     epochs = training.pop("epochs", None)
     eval_interval_epochs = training.pop("eval_interval_epochs", None)
@@ -240,12 +238,12 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
         eval_split = eval_split.select(range(min(int(eval_limit), len(eval_split))))
     curve_split = eval_split.select(range(min(curve_eval_limit, len(eval_split))))  # periodic evaluations
 
-    targs = TRMTrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=global_batch // (world_size * accumulation),
-                                 **training)
+    targs = TRMTrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=per_device_batch, **training)
     trainer = TRMTrainer(model=model, args=targs, train_dataset=dataset["train"], eval_dataset=curve_split,
                          callbacks=[*(callbacks or []), LearningCurveCallback()])
     train_output = trainer.train(resume_from_checkpoint=True if resume else None)
     trainer.save_state()  # trainer_state.json with the log history (the learning curve's numbers)
+    curve = curve_points(trainer.state.log_history)  # the periodic slice only, not the final full-split score
     metrics = trainer.evaluate(eval_split)
     model_dir = output_dir / "model"
     trainer.save_model(str(model_dir))
@@ -253,11 +251,33 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
                "train_samples_started": trainer.samples_started, "train_samples_finished": trainer.samples_finished,
                "global_step": trainer.state.global_step, "torch_num_threads": torch.get_num_threads(),
                "learning_curve": [{"step": step, "exact_accuracy": accuracy}
-                                  for step, accuracy in curve_points(trainer.state.log_history)]}
+                                  for step, accuracy in curve]}
     if trainer.is_world_process_zero():
         (model_dir / "train_results.json").write_text(json.dumps(results, indent=2))
         (model_dir / "recipe.json").write_text(json.dumps(recipe, indent=2))
     return results
+
+
+def split_global_batch(training: dict[str, Any], global_batch: int, world_size: int) -> int:
+    """The per-device batch that makes the recipe's global batch over `world_size` processes. A given
+    `per_device_train_batch_size` sets the gradient accumulation (written into `training`), so a batch that
+    does not fit in memory can be split without changing the global batch the recipe trains with."""
+    per_device = training.pop("per_device_train_batch_size", None)
+    if per_device is not None and "gradient_accumulation_steps" not in training:
+        per_device = int(per_device)
+        if per_device < 1 or global_batch % (world_size * per_device):
+            raise ValueError(f"global_batch_size {global_batch} is not divisible by {world_size} processes x "
+                             f"per_device_train_batch_size {per_device}")
+        training["gradient_accumulation_steps"] = global_batch // (world_size * per_device)
+    accumulation = int(training.get("gradient_accumulation_steps", 1))
+    if accumulation < 1 or global_batch % (world_size * accumulation):
+        raise ValueError(f"global_batch_size {global_batch} is not divisible by {world_size} processes x "
+                         f"{accumulation} accumulation steps")
+    split = global_batch // (world_size * accumulation)
+    if per_device is not None and int(per_device) != split:
+        raise ValueError(f"per_device_train_batch_size {per_device} x {world_size} processes x {accumulation} "
+                         f"accumulation steps is not the global_batch_size {global_batch}")
+    return split
 
 
 def count_groups(train: Any) -> int:
@@ -271,3 +291,33 @@ def build_recipe_dataset(recipe: dict[str, Any], out_dir: str, csv_dir: str | No
     from .data import cli as data_cli
 
     data_cli.build_from_recipe(recipe["data"], out_dir, csv_dir=csv_dir)
+
+
+# TrainingArguments fields that decide the launch (process group, device, seed, shared file system).
+LAUNCH_KEYS = ("seed", "use_cpu", "ddp_backend", "ddp_timeout", "auto_bf16", "bf16", "fp16", "save_on_each_node")
+
+
+def launch_arguments(training: dict[str, Any], output_dir: Path) -> Any:
+    """The recipe's launch settings as TrainingArguments, made before any data exists: under torchrun or
+    `accelerate launch` they join the process group, so ranks can wait for each other."""
+    from .trainer import TRMTrainingArguments
+
+    return TRMTrainingArguments(output_dir=str(output_dir), report_to=[],
+                                **{key: training[key] for key in LAUNCH_KEYS if key in training})
+
+
+def build_dataset_once(recipe: dict[str, Any], dataset_dir: str, csv_dir: str | None, launch: Any) -> None:
+    """Build the recipe's dataset into `dataset_dir` unless it exists. Only the main process builds (each
+    node's main process with `save_on_each_node`); the others wait for it and then read the result, so
+    parallel ranks never race to write one folder."""
+    with launch.main_process_first(local=launch.save_on_each_node, desc="dataset build"):
+        is_builder = launch.distributed_state is None or (
+            launch.distributed_state.is_local_main_process if launch.save_on_each_node
+            else launch.distributed_state.is_main_process)
+        if is_builder and not os.path.isdir(dataset_dir):
+            build_recipe_dataset(recipe, dataset_dir, csv_dir)
+    if not os.path.isdir(dataset_dir):
+        raise FileNotFoundError(
+            f"process {launch.process_index} does not see {dataset_dir}, which the main process built: the nodes do "
+            f"not share a file system; pass --save-on-each-node true, or build the data with 'trm data' and pass "
+            f"--dataset on every node")

@@ -14,17 +14,23 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import TrainerState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
+from .data.atomic import write_text_atomically
+from .faults import fault_point
 from .modeling_trm import IGNORE_INDEX, TRMForGridReasoning, TRMState
 from .optim import EMAWeights, TRMOptimizer, build_param_groups
 
@@ -110,8 +116,7 @@ class SampleStream:
             grab = min(count - len(indices), len(self._order) - self.position)
             indices.extend(self._order[self.position:self.position + grab].tolist())
             self.position += grab
-        rows = self.dataset[indices]
-        return {name: torch.as_tensor(rows[name]) for name in MODEL_COLUMNS}
+        return gather_rows(self.dataset, indices)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
@@ -119,6 +124,31 @@ class SampleStream:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position, self.seed = state["epoch"], state["position"], state["seed"]
         self._order = self._epoch_order()
+
+
+def gather_rows(dataset: Any, indices: list[int]) -> dict[str, torch.Tensor]:
+    """The model columns of `indices` as int64 tensors, in one Arrow `take`.
+
+    `datasets`' own list indexing slices every row separately; for a batch too big for memory its
+    allocator then aborts the whole process (`std::bad_alloc`) instead of raising MemoryError."""
+    table = getattr(getattr(dataset, "data", None), "table", None)
+    if table is None:  # not an Arrow-backed datasets.Dataset
+        rows = dataset[indices]
+        return {name: torch.as_tensor(rows[name]).long() for name in MODEL_COLUMNS}
+    positions = pa.array(indices, type=pa.int64())
+    if dataset._indices is not None:  # a select()/shuffle() view: map to rows of the underlying table
+        positions = dataset._indices.column(0).take(positions)
+    rows = table.select(list(MODEL_COLUMNS)).take(positions)
+    batch = {}
+    for name in MODEL_COLUMNS:
+        column = rows.column(name).combine_chunks()
+        if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type) \
+                or pa.types.is_large_list(column.type):
+            values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(indices), -1)
+        else:
+            values = column.to_numpy(zero_copy_only=False)
+        batch[name] = torch.from_numpy(values.astype(np.int64))
+    return batch
 
 
 class _StepClock(Dataset):
@@ -145,6 +175,7 @@ class _EMACallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):  # after optimizer.step and zero_grad
         if self.trainer.ema is not None:
             self.trainer.ema.update(self.trainer.model)
+        fault_point("step", state.global_step, args.process_index)
         return control
 
 
@@ -361,12 +392,28 @@ class TRMTrainer(Trainer):
         super()._save(output_dir, state_dict=state_dict)
 
     def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
-        output_dir = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        """The Trainer's checkpoint plus raw weights and carry, then the completion marker, then rotation.
+
+        A kill at any point leaves either a complete checkpoint or a folder without the marker, which
+        `--resume` skips; older checkpoints are deleted only once the new one is complete."""
+        run_dir = self._get_output_dir(trial)
+        output_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        step, rank = self.state.global_step, self.args.process_index
+        if self.args.should_save and os.path.isdir(output_dir):
+            shutil.rmtree(output_dir)  # a partial folder of a killed run (or one this run replaces)
+        self.accelerator.wait_for_everyone()
+        fault_point("save-start", step, rank)
+        save_total_limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)  # without its rotation: the new checkpoint is not complete yet
+        finally:
+            self.args.save_total_limit = save_total_limit
+        fault_point("save-trainer", step, rank)
         os.makedirs(output_dir, exist_ok=True)
         if self.args.should_save:
             raw = {name: tensor.detach().contiguous().cpu() for name, tensor in self.model.state_dict().items()}
             _atomic_save(lambda path: save_file(raw, path), os.path.join(output_dir, RAW_WEIGHTS_NAME))
+        fault_point("save-raw", step, rank)
         carry = {
             "carries": [None if c is None else c.to("cpu") for c in self.carries],
             "micro_step": self._micro_step,
@@ -376,12 +423,14 @@ class TRMTrainer(Trainer):
             "samples_finished": self.samples_finished,
             "metric_sums": self._metric_sums,
         }
-        path = os.path.join(output_dir, CARRY_NAME.format(rank=self.args.process_index))
+        path = os.path.join(output_dir, CARRY_NAME.format(rank=rank))
         _atomic_save(lambda p: torch.save(carry, p), path)
+        fault_point("save-carry", step, rank)
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            with open(os.path.join(output_dir, COMPLETE_MARKER), "w") as handle:
-                json.dump({"global_step": self.state.global_step}, handle)
+            write_text_atomically(os.path.join(output_dir, COMPLETE_MARKER), json.dumps({"global_step": step}))
+            fault_point("save-marker", step, rank)
+            rotate_complete_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         """model.safetensors holds the EMA weights: load them as the EMA, then the raw weights."""
@@ -396,6 +445,7 @@ class TRMTrainer(Trainer):
         if not os.path.exists(carry_path):
             raise FileNotFoundError(f"{carry_path} is missing: cannot resume the deep-supervision carry exactly")
         carry = torch.load(carry_path, weights_only=False)
+        self._check_batch_layout(resume_from_checkpoint, carry["carries"])
         self.carries = [None if c is None else c.to(self.args.device) for c in carry["carries"]]
         self._micro_step = carry["micro_step"]
         if carry["stream"] is not None:
@@ -406,6 +456,30 @@ class TRMTrainer(Trainer):
         self.samples_started = carry["samples_started"]
         self.samples_finished = carry["samples_finished"]
         self._metric_sums = carry["metric_sums"]
+
+    def _reload_finished_run(self, checkpoint: str) -> TrainOutput | None:
+        """A checkpoint at the last step only needs loading: the Trainer would take one step more (it checks
+        for the end after a step), so a run killed after its last checkpoint would end one step too far."""
+        state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+        last_step = self.args.max_steps if self.args.max_steps > 0 else state.max_steps
+        if state.global_step < last_step:
+            return None
+        self._load_from_checkpoint(checkpoint)
+        self.state = state
+        if self.args.should_save:  # a kill between its marker and the rotation left older checkpoints
+            rotate_complete_checkpoints(self.args.output_dir, self.args.save_total_limit, state.best_model_checkpoint)
+        return TrainOutput(state.global_step, 0.0, {"train_runtime": 0.0, "epoch": state.epoch})
+
+    def _check_batch_layout(self, checkpoint: str, carries: list[TRMState | None]) -> None:
+        """The carry holds one refining puzzle per slot: it only continues on the same slots."""
+        ranks = len([name for name in os.listdir(checkpoint) if name.startswith("trm_carry_rank")])
+        here = (self.args.world_size, self.args.gradient_accumulation_steps, [self.args.per_device_train_batch_size])
+        saved = (ranks, len(carries), sorted({c.batch_size for c in carries if c is not None}) or here[2])
+        if saved != here:
+            raise ValueError(
+                f"{checkpoint} was trained on {saved[0]} process(es) x {saved[1]} accumulation step(s) x {saved[2]} "
+                f"samples; this run has {here[0]} x {here[1]} x {here[2]}: resume with the same global batch size, "
+                f"number of processes and gradient accumulation (the carry holds one puzzle per slot)")
 
     def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
                     token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs: Any):
@@ -420,23 +494,81 @@ class TRMTrainer(Trainer):
         if resume_from_checkpoint is True:
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
-                raise ValueError(f"no complete checkpoint in {self.args.output_dir} to resume from")
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+                partial = [os.path.basename(path) for _, path, done in checkpoint_folders(self.args.output_dir)
+                           if not done]
+                found = (f"; {', '.join(partial)} lack the completion marker {COMPLETE_MARKER} (the run was stopped "
+                         f"while writing them), so they cannot be resumed" if partial else "")
+                raise ValueError(f"no complete checkpoint in {self.args.output_dir} to resume from{found}")
+        elif isinstance(resume_from_checkpoint, str) and not is_complete_checkpoint(resume_from_checkpoint):
+            raise ValueError(f"{resume_from_checkpoint} is not a complete checkpoint (no {COMPLETE_MARKER}: it was "
+                             f"not fully written); resume from {last_complete_checkpoint(self.args.output_dir)}")
+        if isinstance(resume_from_checkpoint, str):
+            finished = self._reload_finished_run(resume_from_checkpoint)
+            if finished is not None:
+                return finished
+        try:
+            return super().train(resume_from_checkpoint, *args, **kwargs)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            raise TrainingOutOfMemoryError(
+                f"out of memory with a per-device batch of {self.args.per_device_train_batch_size} samples "
+                f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}). Lower the "
+                f"per-device batch (--per-device-train-batch-size = --global-batch-size / processes / accumulation "
+                f"steps): raise --gradient-accumulation-steps to keep the global batch, or lower --global-batch-size. "
+                f"The last complete checkpoint is untouched: "
+                f"{last_complete_checkpoint(self.args.output_dir) or 'none was written yet'}"
+            ) from error
+
+
+class TrainingOutOfMemoryError(MemoryError):
+    """Training ran out of (host or device) memory; the message says how to make the batch fit."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Python/NumPy/Arrow `MemoryError`, torch's OutOfMemoryError, or the CPU allocator's RuntimeError."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
+def is_complete_checkpoint(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, COMPLETE_MARKER))
+
+
+def checkpoint_folders(output_dir: str) -> list[tuple[int, str, bool]]:
+    """(step, path, complete) of every `checkpoint-N` folder, oldest step first."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        path = os.path.join(output_dir, name)
+        number = name[len(PREFIX_CHECKPOINT_DIR) + 1:]
+        if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and number.isdigit() and os.path.isdir(path):
+            found.append((int(number), path, is_complete_checkpoint(path)))
+    return sorted(found)
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
     """The newest `checkpoint-N` folder that finished writing (has the completion marker)."""
-    if not os.path.isdir(output_dir):
-        return None
-    found = []
-    for name in os.listdir(output_dir):
-        path = os.path.join(output_dir, name)
-        if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and os.path.exists(os.path.join(path, COMPLETE_MARKER)):
-            try:
-                found.append((int(name.rsplit("-", 1)[1]), path))
-            except ValueError:
-                continue
-    return max(found)[1] if found else None
+    complete = [path for _, path, done in checkpoint_folders(output_dir) if done]
+    return complete[-1] if complete else None
+
+
+def rotate_complete_checkpoints(output_dir: str, save_total_limit: int | None, keep: str | None = None) -> None:
+    """Keep the newest `save_total_limit` complete checkpoints (and `keep`, the best one); delete older ones
+    and partial folders older than the newest complete one (left by killed runs). The Trainer's own rotation
+    counts partial folders as checkpoints and orders by mtime, so it could delete the last complete one."""
+    if not save_total_limit or save_total_limit <= 0:
+        return
+    folders = checkpoint_folders(output_dir)
+    complete = [path for _, path, done in folders if done]
+    newest = max(step for step, _, done in folders if done) if complete else -1
+    protected = {os.path.normpath(path) for path in complete[-save_total_limit:] + ([keep] if keep else [])}
+    for step, path, done in folders:
+        if (done or step < newest) and os.path.normpath(path) not in protected:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _atomic_save(write, path: str) -> None:

@@ -28,7 +28,7 @@ _TESTS_DIR = Path(__file__).resolve().parent
 if str(_TESTS_DIR) not in sys.path:  # also importable when pytest runs with --import-mode=importlib
     sys.path.insert(0, str(_TESTS_DIR))
 
-from hub_server import FAIL_NEXT_COMMIT_FILENAME, REQUEST_LOG_FILENAME, make_server  # noqa: E402
+from hub_server import FAIL_NEXT_COMMIT_FILENAME, FAULTS_FILENAME, REQUEST_LOG_FILENAME, make_server  # noqa: E402
 
 HUB_SERVER_SCRIPT = _TESTS_DIR / "hub_server.py"
 RESULT_MARKER = "HUB_CLIENT_RESULT "
@@ -147,6 +147,21 @@ def arm_commit_failure(endpoint: str) -> None:
     request = urllib.request.Request(f"{endpoint}/_test/fail-next-commit", data=b"", method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
+
+
+def arm_fault(endpoint: str, handler: str, mode: str, times: int = 1) -> None:
+    """Make the server fail the next `times` requests to route handler `handler` (e.g. "commit",
+    "lfs_upload") as `mode`, one of `hub_server.FAULT_MODES`."""
+    body = json.dumps({"handler": handler, "mode": mode, "times": times}).encode()
+    request = urllib.request.Request(f"{endpoint}/_test/fault", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
+def armed_faults(root: Path) -> dict:
+    path = Path(root) / FAULTS_FILENAME
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def commit_failure_armed(root: Path) -> bool:

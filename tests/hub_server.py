@@ -21,6 +21,7 @@ Storage under `--root` (plain files, written atomically)::
         refs.json                                {branch name: commit id}
         commits/<commit id>.json                 parent, title, message, date, full file tree
     FAIL_NEXT_COMMIT                             if present, the next commit answers 500 (then it is removed)
+    FAULTS.json                                  armed faults {route handler: {"mode", "times"}}, see FAULT_MODES
     requests.log                                 one "METHOD path status" line per request
 
 A commit holds the full tree: `{path: {"sha256", "size", "lfs", "oid"}}`, where `oid` is the git object
@@ -37,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -49,6 +51,17 @@ from urllib.parse import parse_qs, unquote, urlsplit
 DEFAULT_USER = "user"
 DEFAULT_BRANCH = "main"
 FAIL_NEXT_COMMIT_FILENAME = "FAIL_NEXT_COMMIT"
+FAULTS_FILENAME = "FAULTS.json"
+# Failures a test can arm on any route handler (`POST /_test/fault {"handler", "mode", "times"}`), for the
+# next `times` requests it serves. What the client sees, and what the server did:
+FAULT_MODES = {
+    "error": "a 500 answer; nothing was done",
+    "drop": "the connection closes without an answer after the request was read; nothing was done",
+    "drop-mid-body": "the connection closes after half of the request body was read (a dropped upload)",
+    "drop-after": "the request is carried out (a commit lands), then the connection closes without an answer",
+    "crash-mid-commit": "commit only: the commit object is written, then the server stops before moving the "
+                        "branch (as a crash would) and the connection closes without an answer",
+}
 REQUEST_LOG_FILENAME = "requests.log"
 
 # URL segment -> repo type, and the prefix a repo type gets in web URLs ("resolve", LFS).
@@ -73,6 +86,10 @@ _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT_ID = re.compile(r"^[0-9a-f]{40}$")
 _BRANCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$")
 _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+
+
+class ServerStopped(Exception):
+    """Raised inside a handler to act out a server that dies mid-request: no answer is sent."""
 
 
 class HubError(Exception):
@@ -246,8 +263,12 @@ class HubStorage:
         description: str,
         operations: list[tuple[str, str, dict | None]],
         parent_commit: str | None = None,
+        stop_before_ref_update: bool = False,
     ) -> dict:
-        """Apply ("add", path, entry) / ("delete_file" | "delete_folder", path, None) operations on the branch head."""
+        """Apply ("add", path, entry) / ("delete_file" | "delete_folder", path, None) operations on the branch head.
+
+        `stop_before_ref_update` acts out a crash between writing the commit object and moving the branch.
+        """
         with self.lock:
             branches = self.branches(repo_type, repo_id)
             if branch not in branches:
@@ -272,6 +293,8 @@ class HubStorage:
                     for p in doomed:
                         del tree[p]
             commit = self._write_commit(repo_type, repo_id, head["id"], title, description, tree)
+            if stop_before_ref_update:
+                raise ServerStopped(f"stopped before moving {branch!r} to {commit['id']}")
             branches[branch] = commit["id"]
             write_json_atomic(self.repo_dir(repo_type, repo_id) / "refs.json", branches)
             return commit
@@ -303,6 +326,36 @@ class HubStorage:
 
     def arm_commit_failure(self) -> None:
         (self.root / FAIL_NEXT_COMMIT_FILENAME).touch()
+
+    def arm_fault(self, handler: str, mode: str, times: int = 1) -> None:
+        """Make the next `times` requests to route handler `handler` fail as `mode` (see FAULT_MODES); 0 disarms."""
+        if mode not in FAULT_MODES or handler not in {name for _, _, name in ROUTES}:
+            raise HubError(400, f"Unknown fault {mode!r} or route handler {handler!r}")
+        if mode == "crash-mid-commit" and handler != "commit":
+            raise HubError(400, "crash-mid-commit only applies to the commit handler")
+        with self.lock:
+            faults = self.armed_faults()
+            faults[handler] = {"mode": mode, "times": int(times)}
+            if int(times) <= 0:  # times 0 disarms
+                del faults[handler]
+            write_json_atomic(self.root / FAULTS_FILENAME, faults)
+
+    def armed_faults(self) -> dict[str, dict]:
+        path = self.root / FAULTS_FILENAME
+        return read_json(path) if path.is_file() else {}
+
+    def take_fault(self, handler: str) -> str | None:
+        """The fault mode armed for `handler`, counting this request against its `times`; None if none."""
+        with self.lock:
+            faults = self.armed_faults()
+            fault = faults.get(handler)
+            if fault is None:
+                return None
+            fault["times"] -= 1
+            if fault["times"] <= 0:
+                del faults[handler]
+            write_json_atomic(self.root / FAULTS_FILENAME, faults)
+            return fault["mode"]
 
     def file_entry(self, data: bytes) -> dict:
         """Store `data` as a regular (git) file and return its tree entry."""
@@ -387,16 +440,31 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         self.query = {k: v[-1] for k, v in parse_qs(split.query).items()}
         self.status_sent = 0
+        self.swallow_response = False
+        route = self._match_route(method, split.path)
+        self.fault = self.storage.take_fault(route[0]) if route is not None else None
+        if self.fault == "drop-mid-body":
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length // 2)
+            self._drop_connection()
+            self._log_request(method, split.path)
+            return
         try:
             # Read the whole body first so that an early error never leaves bytes on a keep-alive connection.
             self.body = self._read_body()
-            for route_method, pattern, handler_name in ROUTES:
-                match = pattern.match(split.path)
-                if match and (route_method == method or (route_method == "GET" and method == "HEAD")):
-                    getattr(self, handler_name)(*[unquote(g) if g is not None else None for g in match.groups()])
-                    break
-            else:
+            if route is None:
                 raise HubError(404, f"Route not implemented by the test Hub server: {method} {split.path}")
+            if self.fault == "error":
+                raise HubError(500, f"Injected failure: the test Hub server was told to fail this {route[0]} request")
+            if self.fault == "drop":
+                raise ServerStopped("dropped before handling")
+            self.swallow_response = self.fault == "drop-after"
+            handler_name, arguments = route
+            getattr(self, handler_name)(*arguments)
+            if self.swallow_response:
+                raise ServerStopped("dropped after handling")
+        except ServerStopped:
+            self._drop_connection()
         except Exception as error:  # a bug here must reach the client as a 500, not a dropped connection
             if not isinstance(error, HubError):
                 error = HubError(500, f"Internal test server error: {type(error).__name__}: {error}")
@@ -405,6 +473,22 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             else:
                 self._send_error(error)
         self._log_request(method, split.path)
+
+    def _match_route(self, method: str, path: str) -> tuple[str, list[str | None]] | None:
+        for route_method, pattern, handler_name in ROUTES:
+            match = pattern.match(path)
+            if match and (route_method == method or (route_method == "GET" and method == "HEAD")):
+                return handler_name, [unquote(g) if g is not None else None for g in match.groups()]
+        return None
+
+    def _drop_connection(self) -> None:
+        """Close the socket with no (further) answer, as a crashed server or a cut network would."""
+        self.close_connection = True
+        self.status_sent = 0
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -431,6 +515,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes = b"", headers: dict | None = None, content_type: str = "") -> None:
         self.status_sent = status
+        if self.swallow_response:  # a "drop-after" fault: the work is done, the answer never leaves
+            return
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)
@@ -739,6 +825,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             header.get("description", ""),
             operations,
             parent_commit=header.get("parentCommit"),
+            stop_before_ref_update=self.fault == "crash-mid-commit",
         )
         self._send_json(
             {
@@ -803,6 +890,11 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self.storage.arm_commit_failure()
         self._send_json({"armed": True})
 
+    def arm_fault(self) -> None:
+        payload = self._json_body()
+        self.storage.arm_fault(payload.get("handler", ""), payload.get("mode", ""), payload.get("times", 1))
+        self._send_json({"armed": self.storage.armed_faults()})
+
 
 def _route(method: str, pattern: str, handler: Callable) -> tuple[str, re.Pattern, str]:
     return method, re.compile(pattern + "$"), handler.__name__
@@ -818,6 +910,7 @@ ROUTES = [
     _route("DELETE", r"^/api/repos/delete", H.delete_repo),
     _route("POST", r"^/api/validate-yaml", H.validate_yaml),
     _route("POST", r"^/_test/fail-next-commit", H.arm_commit_failure),
+    _route("POST", r"^/_test/fault", H.arm_fault),
     _route("GET", _REPO_API, H.repo_info),
     _route("GET", _REPO_API + "/revision/" + _SEGMENT, H.repo_info),
     _route("GET", _REPO_API + "/refs", H.list_refs),

@@ -148,6 +148,19 @@ def test_targets_are_judged_from_the_records() -> None:
     assert bench.evaluate_targets(records)[2]["met"] is False
 
 
+def test_refill_target_needs_the_speedup_and_the_same_results() -> None:
+    preset = "Sudoku-4x4 varied halting"
+    records = [{"preset": preset, "mode": "solve-max", "samples_per_s": 20.0, "exact_accuracy": 0.99},
+               {"preset": preset, "mode": "solve-act-shrink", "samples_per_s": 200.0, "exact_accuracy": 0.99},
+               {"preset": preset, "mode": "solve-act-refill", "samples_per_s": 320.0, "exact_accuracy": 0.99,
+                "same_answers_and_steps_as_shrink": True}]
+    assert [t["met"] for t in bench.evaluate_targets(records)] == [True]  # 1.6x
+    records[2]["same_answers_and_steps_as_shrink"] = False
+    assert [t["met"] for t in bench.evaluate_targets(records)] == [False]
+    records[2].update(samples_per_s=280.0, same_answers_and_steps_as_shrink=True)  # 1.4x
+    assert [t["met"] for t in bench.evaluate_targets(records)] == [False]
+
+
 def test_json_is_written_atomically(tmp_path) -> None:
     path = tmp_path / "out" / "bench.json"
     bench.write_json(str(path), {"records": [{"preset": "x"}]})

@@ -95,7 +95,7 @@ def test_trm_eval_writes_every_field_of_the_schema(sudoku_dir, model_dir, tmp_pa
     assert re.fullmatch(r"[0-9a-f]{64}", dataset["sha256"]) and dataset["sha256"] == split_sha256(split["test"])
     assert results["protocol"] == {"halting": "max", "max_steps": 4, "batch_size": 10,
                                    "dtype": resolve_dtype("auto", torch.device("cpu")), "device": "cpu",
-                                   "torch_threads": torch.get_num_threads(), "limit": None}
+                                   "torch_threads": torch.get_num_threads(), "limit": None, "slot_refill": False}
     metrics = results["metrics"]
     assert set(metrics) == {"exact_accuracy", "token_accuracy", "blank_accuracy", "valid_solution_accuracy"}
     assert all(0.0 <= value <= 1.0 for value in metrics.values())
@@ -185,7 +185,8 @@ def scripted_model(rows, script, config) -> TRMForGridReasoning:
         key = tuple(int(t) for t in row["question"])
         table[key] = (np.stack([row[a] for a in answers]), np.array(q_signs, dtype=np.float32))
 
-    def solve(input_ids, puzzle_identifiers=None, max_steps=None, halting="act", return_trajectory=False):
+    def solve(input_ids, puzzle_identifiers=None, max_steps=None, halting="act", return_trajectory=False,
+              slots=None):  # slots change only the batching, never a puzzle's result
         trajectories, q_logits = zip(*(table[tuple(r)] for r in input_ids.tolist()))
         trajectory = torch.tensor(np.stack(trajectories))[:, :max_steps].clone()  # (B, S, seq)
         q = torch.tensor(np.stack(q_logits))[:, :max_steps].clone()
@@ -345,7 +346,7 @@ def test_limit_is_respected(sudoku_dir, model_dir, tmp_path, monkeypatch):
     original = TRMForGridReasoning.solve
 
     def counting(self, input_ids, *args, **kwargs):
-        solved_rows.append(input_ids.shape[0])
+        solved_rows.append((input_ids.shape[0], kwargs.get("slots")))
         return original(self, input_ids, *args, **kwargs)
 
     monkeypatch.setattr(TRMForGridReasoning, "solve", counting)
@@ -354,7 +355,7 @@ def test_limit_is_respected(sudoku_dir, model_dir, tmp_path, monkeypatch):
                    "--batch-size", "4", "--dtype", "bf16", "--halting", "act", "--max-steps", "3",
                    "--no-progress") == 0
     results = json.loads(out.read_text())
-    assert solved_rows == [4, 3]
+    assert solved_rows == [(7, 4)]  # ACT: the 7 rows stream through 4 slots that refill as puzzles halt
     assert results["dataset"]["num_examples"] == 7 and results["dataset"]["split_rows"] == NUM_TEST
     assert results["protocol"]["limit"] == 7 and results["protocol"]["dtype"] == "bf16"
     assert list(results["accuracy_by_steps"]) == ["1", "2", "3"]

@@ -52,15 +52,15 @@ def test_trm_train_logs_a_learning_curve(tmp_path) -> None:
     out = tmp_path / "run"
     code = main(["train", "--recipe", "demo", "--dataset", dataset, "--output-dir", str(out),
                  "--model.hidden-size", "32", "--model.H-cycles", "1", "--model.L-cycles", "1",
-                 "--model.halt-max-steps", "2", "--global-batch-size", "8", "--max-steps", "4", "--warmup-steps", "1",
+                 "--model.halt-max-steps", "2", "--global-batch-size", "8", "--max-steps", "5", "--warmup-steps", "1",
                  "--auto-bf16", "false", "--disable-tqdm", "true", "--eval-steps", "2", "--curve-eval-limit", "3",
                  "--save-strategy", "no"])
     assert code == 0
     state = json.loads((out / "trainer_state.json").read_text())
     evaluations = [e for e in state["log_history"] if "eval_exact_accuracy" in e or "eval_exact_accuracy_max" in e]
-    assert [e["step"] for e in evaluations] == [2, 4]
+    assert [e["step"] for e in evaluations] == [2, 4, 5]  # the Trainer also scores the slice at the last step
     assert all(e.get("eval_num_examples", e.get("eval_num_examples_max")) == 3 for e in evaluations)
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((out / "model" / "train_results.json").read_text())
-    assert [p["step"] for p in results["learning_curve"]] == [2, 4]
+    assert [p["step"] for p in results["learning_curve"]] == [2, 4, 5]
     assert results["metrics"]["eval_num_examples"] == 8  # the final evaluation scores the whole test split

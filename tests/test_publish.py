@@ -22,7 +22,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 from hub_fixtures import read_request_log, run_hub_client, running_hub_server
 
-from modeling_trm import TRMForGridReasoning
+from modeling_trm import GridReasoningPipeline, TRMForGridReasoning
 from modeling_trm.data.metadata import DatasetMetadata, save_trm_dataset
 from modeling_trm.publish import ModelFolderError, add_subcommands, prepare_model_upload
 from modeling_trm.recipes_io import load_recipe
@@ -31,8 +31,11 @@ from test_model_card import make_results
 from tiny_models import TINY_SUDOKU_SYMBOLS, tiny_model
 
 TESTS_DIR = Path(__file__).resolve().parent
-PUSHED_MODEL_FILES = ["README.md", "config.json", "configuration_trm.py", "model.safetensors", "modeling_trm.py",
-                      "recipe.json", "results.json", "train_results.json"]
+# the model code and what it imports: the grid-reasoning pipeline and its helpers
+CODE_FILES = ["arc_canvas.py", "configuration_trm.py", "grid_checks.py", "modeling_trm.py", "pipeline_trm.py",
+              "puzzle_text.py"]
+PUSHED_MODEL_FILES = sorted(["README.md", "config.json", "model.safetensors", "recipe.json", "results.json",
+                             "train_results.json", *CODE_FILES])
 
 
 class Hub:
@@ -176,8 +179,8 @@ def test_push_trainer_output_sends_ema_weights_and_the_trm_card(trainer, monkeyp
     results = make_results(trainer.model)
     assert publish.push_trainer_output(trainer, "org/trm-trained", results=results, private=True) == "commit"
 
-    assert sorted(set(sent) - {"kwargs"}) == ["README.md", "config.json", "configuration_trm.py", "model.safetensors",
-                                              "modeling_trm.py", "results.json", "train_results.json"]
+    assert sorted(set(sent) - {"kwargs"}) == sorted(["README.md", "config.json", "model.safetensors", "results.json",
+                                                     "train_results.json", *CODE_FILES])
     pushed = load_file_bytes(sent["model.safetensors"])
     ema = trainer.ema.state_dict_for(trainer.model)
     assert set(pushed) == set(ema)
@@ -226,6 +229,7 @@ emit({{"status": status, "files": sorted(api.list_repo_files("org/trm-tiny")),
     assert commits == [200]  # weights, config, code, card, results: one commit request
 
     batch = torch.randint(1, 6, (5, 16), generator=torch.Generator().manual_seed(3))
+    questions = ["".join(TINY_SUDOKU_SYMBOLS[t] for t in row) for row in batch.tolist()]
     loaded = hub.client(f"""
 import sys
 sys.modules["modeling_trm"] = None  # a machine with transformers only: the package cannot be imported
@@ -250,7 +254,10 @@ spec.loader.exec_module(app)
 app_model = app.load_model("org/trm-tiny")
 refinement = app.refine(app_model, batch[0].tolist(), None, "act")
 requirements = open(hf_hub_download("org/trm-tiny", "requirements.txt"), encoding="utf-8").read()
+from transformers import pipeline
+solver = pipeline(model="org/trm-tiny", trust_remote_code=True, device="cpu")  # custom_pipelines in config.json
 emit({{"package_importable": package_importable, "module": type(model).__module__,
+      "pipeline": solver({questions!r}, batch_size=2), "pipeline_module": type(solver).__module__,
       "app": open(app_path, encoding="utf-8").read(), "requirements": requirements,
       "app_model_module": type(app_model).__module__, "app_final": refinement.final,
       "app_steps": len(refinement.answers),
@@ -272,6 +279,8 @@ emit({{"package_importable": package_importable, "module": type(model).__module_
     assert loaded["snippet_predictions"] == local.solve(snippet_input, halting="max").predictions.tolist()
     paper, act = local.solve(batch, halting="max"), local.solve(batch, halting="act")
     assert loaded["predictions"] == paper.predictions.tolist()
+    assert loaded["pipeline_module"].startswith("transformers_modules.")
+    assert loaded["pipeline"] == GridReasoningPipeline(model=local, device="cpu")(questions)
     assert torch.allclose(torch.tensor(loaded["q_halt"]), paper.q_halt_logits, rtol=0, atol=1e-6)
     assert (loaded["act_predictions"], loaded["act_steps"]) == (act.predictions.tolist(), act.steps.tolist())
     # app.py: this package's demo file as it is, with what a Space installs to run it

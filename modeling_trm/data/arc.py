@@ -26,7 +26,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,7 +95,12 @@ def parse_grid(value: Any, where: str) -> np.ndarray:
         raise DataFormatError(
             f"{where}: grid is {len(value)}x{width}, larger than the {ARC_CANVAS_SIZE}x{ARC_CANVAS_SIZE} canvas"
         )
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged nesting such as [[1, [2]]]; the loop below names the cell
+        array = np.asarray(value, dtype=object)
+    if array.ndim != 2:  # rows of lists: cells must be numbers
+        raise DataFormatError(f"{where}: grid must be a list of rows of colours, got {array.ndim} levels of lists")
     if array.dtype.kind in "iu" and array.min() >= 0 and array.max() < NUM_COLOURS:
         return array.astype(np.int8)
     for r, row in enumerate(value):  # find the offending cell for the message
@@ -138,12 +142,26 @@ def parse_task(task_id: str, data: Any, where: str) -> ArcTask:
 
 
 def _read_json(path: Path) -> Any:
+    """Parse a task file; a key given twice in one object (two tasks with one id) is refused, since
+    `json` would silently keep only the last."""
     if not path.is_file():
         raise FileNotFoundError(f"ARC file {path} does not exist")
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        mapping = dict(pairs)
+        if len(mapping) != len(pairs):
+            seen: set[str] = set()
+            twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+            raise DataFormatError(f"{path}: key {twice!r} appears twice in one JSON object "
+                                  "(a task id or field given twice; only one would be kept)")
+        return mapping
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_keys)
     except json.JSONDecodeError as error:
         raise DataFormatError(f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"{path}: not UTF-8 text ({error})") from None
 
 
 def load_kaggle_tasks(
@@ -314,7 +332,6 @@ def build_arc_dataset(
     """
     if num_aug < 0:
         raise ValueError(f"num_aug must be non-negative, got {num_aug}")
-    started = time.perf_counter()
     groups = [(task, "training") for task in training] + [(task, "extra") for task in extra] \
         + [(task, "evaluation") for task in evaluation]
     seen_ids: set[tuple[str, str]] = set()
@@ -371,7 +388,7 @@ def build_arc_dataset(
         build_settings={
             "builder": "arc", "num_aug": num_aug, "seed": seed, "translate": translate,
             "num_tasks": {"training": len(training), "extra": len(extra), "evaluation": len(evaluation)},
-            "num_variants": num_variants, "seconds": round(time.perf_counter() - started, 2),
+            "num_variants": num_variants,
         },
     )
     return DatasetDict(splits), metadata

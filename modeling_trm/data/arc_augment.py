@@ -1,4 +1,4 @@
-"""ARC augmentations (dihedral transform + colour permutation), their names, and canvas cropping.
+"""ARC augmentations (dihedral transform + colour permutation) and their names.
 
 Every augmented ARC task variant is named by the transform that made it, e.g. `"t3_p0921345678"`:
 dihedral transform 3 (rot270) and the colour map 0->0, 1->9, 2->2, ... . The name is all an
@@ -7,7 +7,8 @@ example from the builder to the voting in `modeling_trm.metrics.arc_pass_at_k`.
 
 Grids here are 2-D integer arrays of ARC colours 0..9. The model's canvas is 30x30 token ids:
 0 PAD, 1 EOS (the row below and the column right of the grid), colours 0..9 as ids 2..11.
-Pure numpy on purpose: the data builder, the metrics and the tests all import it.
+Pure numpy on purpose: the data builder, the metrics and the tests all import it. The canvas layout
+(`arc_grid_to_canvas`, `crop_arc_prediction`) lives in `modeling_trm.arc_canvas` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -17,11 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-NUM_COLOURS = 10
-ARC_CANVAS_SIZE = 30
-ARC_PAD_TOKEN_ID = 0
-ARC_EOS_TOKEN_ID = 1
-ARC_COLOUR_OFFSET = 2  # token id of colour 0; colour c is token c + 2
+from ..arc_canvas import (ARC_CANVAS_SIZE, ARC_COLOUR_OFFSET, ARC_EOS_TOKEN_ID, ARC_PAD_TOKEN_ID, NUM_COLOURS,
+                          arc_grid_to_canvas, as_colour_grid, as_grid, crop_arc_prediction)
 
 # Index k of each name is the `k` of `dihedral_transform`.
 DIHEDRAL_NAMES: tuple[str, ...] = (
@@ -46,17 +44,10 @@ def _check_dihedral_index(k: int) -> int:
     return int(k)
 
 
-def _check_grid(grid: np.ndarray, what: str = "grid") -> np.ndarray:
-    array = np.asarray(grid)
-    if array.ndim != 2:
-        raise ValueError(f"{what} must be 2-D, got shape {array.shape}")
-    return array
-
-
 def dihedral_transform(grid: np.ndarray, k: int) -> np.ndarray:
     """Apply dihedral transform `k` (see `DIHEDRAL_NAMES`) to a 2-D grid; returns a new array."""
     k = _check_dihedral_index(k)
-    array = _check_grid(grid)
+    array = as_grid(grid)
     if k < 4:
         out = np.rot90(array, k)
     elif k == 4:
@@ -113,90 +104,19 @@ def parse_augmentation_name(name: str) -> tuple[int, np.ndarray]:
 IDENTITY_AUGMENTATION = make_augmentation_name(0, range(NUM_COLOURS))
 
 
-def _check_colour_grid(grid: np.ndarray) -> np.ndarray:
-    array = _check_grid(grid)
-    if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"ARC grid must hold integer colours, got dtype {array.dtype}")
-    if array.size and (array.min() < 0 or array.max() >= NUM_COLOURS):
-        raise ValueError(f"ARC grid colours must be in 0..9, got values in {array.min()}..{array.max()}")
-    return array
-
-
 def apply_arc_augmentation(grid: np.ndarray, name: str) -> np.ndarray:
     """Augment an ARC colour grid: map colour c to perm[c], then apply the dihedral transform."""
     k, perm = parse_augmentation_name(name)
-    array = _check_colour_grid(grid)
+    array = as_colour_grid(grid)
     return dihedral_transform(perm[array], k)
 
 
 def invert_arc_augmentation(grid: np.ndarray, name: str) -> np.ndarray:
     """Map a grid in an augmented frame back to the original task's frame (exact inverse of `apply`)."""
     k, perm = parse_augmentation_name(name)
-    array = _check_colour_grid(grid)
+    array = as_colour_grid(grid)
     inverse_perm = np.argsort(perm)
     return inverse_perm[inverse_dihedral_transform(array, k)]
-
-
-def arc_grid_to_canvas(grid: np.ndarray, top: int = 0, left: int = 0) -> np.ndarray:
-    """Lay a colour grid on a 30x30 canvas of token ids: colours at (top, left), EOS around it, PAD elsewhere.
-
-    EOS fills the row below the grid (its columns plus the corner) and the column right of it,
-    where those fall inside the canvas. `crop_arc_prediction` undoes this when `top = left = 0`.
-    """
-    array = _check_colour_grid(grid)
-    rows, cols = array.shape
-    fits = 0 <= top and top + rows <= ARC_CANVAS_SIZE and 0 <= left and left + cols <= ARC_CANVAS_SIZE
-    if rows < 1 or cols < 1 or not fits:
-        raise ValueError(
-            f"a {rows}x{cols} grid at ({top}, {left}) does not fit a {ARC_CANVAS_SIZE}x{ARC_CANVAS_SIZE} canvas"
-        )
-    canvas = np.full((ARC_CANVAS_SIZE, ARC_CANVAS_SIZE), ARC_PAD_TOKEN_ID, dtype=np.int64)
-    canvas[top : top + rows, left : left + cols] = array + ARC_COLOUR_OFFSET
-    bottom, right = top + rows, left + cols
-    if bottom < ARC_CANVAS_SIZE:
-        canvas[bottom, left : min(right + 1, ARC_CANVAS_SIZE)] = ARC_EOS_TOKEN_ID
-    if right < ARC_CANVAS_SIZE:
-        canvas[top:bottom, right] = ARC_EOS_TOKEN_ID
-    return canvas
-
-
-def crop_arc_prediction(tokens: np.ndarray) -> np.ndarray | None:
-    """Cut the answer grid (colours 0..9) out of a predicted canvas of token ids.
-
-    A well-formed canvas holds an H x W block of colour tokens (ids 2..11) in its top-left corner,
-    bounded by EOS/PAD. The model's canvas may be malformed (ragged rows, stray PAD inside), so the
-    rule is: return the largest-area top-left rectangle whose cells are all colours (ties go to the
-    rectangle with fewer rows). On a well-formed canvas this is exactly the grid; on a malformed one
-    it is the same lenient crop the reference evaluation uses, so pass@k stays comparable.
-    Returns `None` when the top-left cell is not a colour (no grid at all).
-
-    Args:
-        tokens: `(900,)` flat canvas, or a 2-D canvas (normally `(30, 30)`), of ids in 0..11.
-    """
-    canvas = np.asarray(tokens)
-    if canvas.ndim == 1:
-        if canvas.shape[0] != ARC_CANVAS_SIZE * ARC_CANVAS_SIZE:
-            raise ValueError(f"flat ARC canvas must have {ARC_CANVAS_SIZE ** 2} tokens, got {canvas.shape[0]}")
-        canvas = canvas.reshape(ARC_CANVAS_SIZE, ARC_CANVAS_SIZE)
-    if canvas.ndim != 2:
-        raise ValueError(f"ARC canvas must be 1-D (900,) or 2-D, got shape {canvas.shape}")
-    if not np.issubdtype(canvas.dtype, np.integer):
-        raise ValueError(f"ARC canvas must hold integer token ids, got dtype {canvas.dtype}")
-    top = ARC_COLOUR_OFFSET + NUM_COLOURS
-    if canvas.size and (canvas.min() < 0 or canvas.max() >= top):
-        raise ValueError(f"ARC canvas token ids must be in 0..{top - 1}, got values in {canvas.min()}..{canvas.max()}")
-
-    is_colour = canvas >= ARC_COLOUR_OFFSET
-    # Length of the run of colours at the start of each row, then the widest rectangle down to that row.
-    not_colour = ~is_colour
-    run = np.where(not_colour.any(axis=1), not_colour.argmax(axis=1), canvas.shape[1])
-    width = np.minimum.accumulate(run)
-    area = width * np.arange(1, canvas.shape[0] + 1)
-    if area.size == 0 or area.max() == 0:
-        return None
-    best = int(area.argmax())  # first maximum: fewer rows on a tie
-    rows, cols = best + 1, int(width[best])
-    return (canvas[:rows, :cols] - ARC_COLOUR_OFFSET).astype(np.int64)
 
 
 __all__ = [

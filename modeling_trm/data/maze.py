@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 
 import numpy as np
 from datasets import DatasetDict, Value
@@ -105,7 +104,6 @@ def build_maze_dataset(
         seed: seeds the subsampling.
         progress: show progress bars.
     """
-    started = time.perf_counter()
     paths, source = resolve_csv_files(csv_dir, repo_id, revision)
     train_rng, test_rng = np.random.default_rng(seed).spawn(2)
     rows = {
@@ -139,7 +137,6 @@ def build_maze_dataset(
         build_settings={
             "builder": "maze", "subsample_size": subsample_size, "test_subsample_size": test_subsample_size,
             "dihedral": dihedral, "min_rating": min_rating, "seed": seed,
-            "seconds": round(time.perf_counter() - started, 2),
         },
     )
     return DatasetDict(splits), metadata

@@ -17,7 +17,7 @@ from typing import Any
 
 from datasets import DatasetDict, load_from_disk
 
-from .atomic import atomic_directory, write_text_atomically
+from .atomic import atomic_directory, fault_point, write_text_atomically
 
 METADATA_FILENAME = "trm_metadata.json"
 FORMAT_VERSION = 1
@@ -213,6 +213,7 @@ def save_trm_dataset(
     metadata.num_rows = {split: dataset[split].num_rows for split in dataset}
     with atomic_directory(out_dir, overwrite=overwrite) as staging:
         dataset.save_to_disk(str(staging))
+        fault_point("dataset-written")
         metadata.save(staging)
     return Path(out_dir)
 

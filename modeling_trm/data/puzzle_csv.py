@@ -23,6 +23,7 @@ from .atomic import check_target, write_text_atomically
 from .errors import DataFormatError
 
 CSV_COLUMNS = ("source", "question", "answer", "rating")
+RATING_MIN, RATING_MAX = -(2**31), 2**31 - 1  # ratings are stored as int32
 
 
 class PuzzleRow(NamedTuple):
@@ -36,27 +37,53 @@ class PuzzleRow(NamedTuple):
 
 
 def iter_puzzle_csv(path: str | os.PathLike) -> Iterator[PuzzleRow]:
-    """Yield the rows of a CSV in the schema, checking the header, field count and integer rating."""
+    """Yield the rows of a CSV in the schema, checking the header, field count and integer rating.
+
+    Undecodable bytes and rows the csv module cannot parse (a field over its size limit, a stray
+    quote) raise `DataFormatError` naming the line, like every other problem.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CSV file {path} does not exist")
     with open(path, newline="", encoding="utf-8") as stream:
         reader = csv.reader(stream)
-        header = next(reader, None)
-        if header is None:
+        complete = 0  # the last line of the last row read in full
+        try:
+            for fields in reader:
+                if complete == 0:
+                    if tuple(fields) != CSV_COLUMNS:
+                        raise DataFormatError(f"{path}: line 1: header is {fields}, expected {list(CSV_COLUMNS)}")
+                elif fields:  # (a blank line, e.g. at the end of the file, is skipped)
+                    yield _puzzle_row(fields, path, reader.line_num)
+                complete = reader.line_num
+        except UnicodeDecodeError as error:
+            raise DataFormatError(f"{path}: line {_first_undecodable_line(path)}: not UTF-8 text "
+                                  f"({error.reason})") from None
+        except csv.Error as error:
+            raise DataFormatError(f"{path}: line {complete + 1}: not a readable CSV row ({error})") from None
+        if complete == 0:
             raise DataFormatError(f"{path}: file is empty, expected the header {','.join(CSV_COLUMNS)}")
-        if tuple(header) != CSV_COLUMNS:
-            raise DataFormatError(f"{path}: line 1: header is {header}, expected {list(CSV_COLUMNS)}")
-        for fields in reader:
-            if not fields:
-                continue  # a blank line (e.g. at the end of the file)
-            if len(fields) != len(CSV_COLUMNS):
-                raise DataFormatError(
-                    f"{path}: line {reader.line_num}: expected {len(CSV_COLUMNS)} fields "
-                    f"({','.join(CSV_COLUMNS)}), got {len(fields)}"
-                )
-            source, question, answer, rating = fields
-            yield PuzzleRow(source, question, answer, _parse_rating(rating, path, reader.line_num), reader.line_num)
+
+
+def _puzzle_row(fields: list[str], path: Path, line: int) -> PuzzleRow:
+    if len(fields) != len(CSV_COLUMNS):
+        raise DataFormatError(
+            f"{path}: line {line}: expected {len(CSV_COLUMNS)} fields ({','.join(CSV_COLUMNS)}), got {len(fields)}"
+        )
+    source, question, answer, rating = fields
+    return PuzzleRow(source, question, answer, _parse_rating(rating, path, line), line)
+
+
+def _first_undecodable_line(path: Path) -> int:
+    """Line number of the first line that is not UTF-8 (the text layer decodes ahead, so the csv reader
+    cannot tell which line it was)."""
+    with open(path, "rb") as stream:
+        for number, line in enumerate(stream, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return number
 
 
 def read_puzzle_csv(
@@ -166,15 +193,19 @@ def _alphabet(lookup: np.ndarray) -> str:
 
 def _parse_rating(text: str, path: Path, line: int) -> int:
     try:
-        return int(text)
+        rating = int(text)
     except ValueError:
         try:
             value = float(text)
         except ValueError:
             value = None
-        if value is not None and value.is_integer():
-            return int(value)
-        raise DataFormatError(f"{path}: line {line}: rating {text!r} is not an integer") from None
+        if value is None or not value.is_integer():
+            raise DataFormatError(f"{path}: line {line}: rating {text!r} is not an integer") from None
+        rating = int(value)
+    if not RATING_MIN <= rating <= RATING_MAX:  # the dataset stores ratings as int32
+        raise DataFormatError(f"{path}: line {line}: rating {rating} is outside the int32 range "
+                              f"[{RATING_MIN}, {RATING_MAX}]")
+    return rating
 
 
 __all__ = [

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import time
 from typing import Any
 
 import numpy as np
@@ -180,7 +179,6 @@ def build_sudoku_dataset(
     """
     if num_aug < 0:
         raise ValueError(f"num_aug must be non-negative, got {num_aug}")
-    started = time.perf_counter()
     paths, source = resolve_csv_files(csv_dir, repo_id, revision)
     train_rng, test_rng, augment_rng = np.random.default_rng(seed).spawn(3)
     rows = {
@@ -211,7 +209,6 @@ def build_sudoku_dataset(
         build_settings={
             "builder": "sudoku", "subsample_size": subsample_size, "test_subsample_size": test_subsample_size,
             "num_aug": num_aug, "min_rating": min_rating, "seed": seed,
-            "seconds": round(time.perf_counter() - started, 2),
         },
     )
     return DatasetDict(splits), metadata

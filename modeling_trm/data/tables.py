@@ -7,8 +7,8 @@ seconds (`Dataset.from_dict` on nested lists would take minutes).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-import uuid
 from typing import Any
 
 import numpy as np
@@ -47,8 +47,12 @@ def dataset_from_chunks(chunks: Iterable[Mapping[str, np.ndarray | Sequence[Any]
     batches = [_record_batch(chunk, features, schema) for chunk in chunks]
     table = pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
     # An explicit fingerprint: by default `datasets` hashes an in-memory table by serialising all of
-    # it, which briefly needs several times the table's memory.
-    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features), fingerprint=uuid.uuid4().hex)
+    # it at once, which briefly needs several times the table's memory. Hashing one batch at a time
+    # keeps it content-derived, so the same build writes the same `state.json` byte for byte.
+    digest = hashlib.sha256(schema.serialize())
+    for batch in batches:
+        digest.update(batch.serialize())
+    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features), fingerprint=digest.hexdigest()[:32])
 
 
 def _record_batch(chunk: Mapping[str, Any], features: Features, schema: pa.Schema) -> pa.RecordBatch:

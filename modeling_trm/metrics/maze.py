@@ -8,14 +8,12 @@ accepts it. Token ids: 0 PAD, 1 wall "#", 2 open " ", 3 start "S", 4 goal "G", 5
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Any
 
 import numpy as np
 
+from ..grid_checks import MAZE_GOAL, MAZE_PAD, MAZE_PATH, MAZE_START, is_valid_path
 from .token_rows import check_same_shape, exact_rows, scored_mask, token_matrix
-
-MAZE_PAD, MAZE_WALL, MAZE_OPEN, MAZE_START, MAZE_GOAL, MAZE_PATH = 0, 1, 2, 3, 4, 5
 
 
 def _maze_shape(seq_len: int, grid_shape: tuple[int, int] | None) -> tuple[int, int]:
@@ -44,41 +42,6 @@ def _check_maze_inputs(inputs: np.ndarray) -> None:
             f"inputs: row {row} cell {col} has token id {int(inputs[row, col])}; a maze question holds only "
             f"PAD, wall, open, S and G ({MAZE_PAD}..{MAZE_GOAL}); the path {MAZE_PATH} belongs to the answer"
         )
-
-
-def is_valid_path(prediction: np.ndarray, question: np.ndarray, path_length: int) -> bool:
-    """Whether a predicted `(rows, cols)` maze marks one simple S-to-G path of `path_length` cells (S and G included).
-
-    Conditions: walls, S and G are unchanged; open cells stay open or become path; PAD cells never become path;
-    the path cells plus S and G form a single 4-connected chain from S to G with exactly `path_length` cells.
-    """
-    known = question != MAZE_PAD
-    open_cells = question == MAZE_OPEN
-    fixed = known & ~open_cells
-    if (prediction[fixed] != question[fixed]).any():
-        return False
-    if not np.isin(prediction[open_cells], (MAZE_OPEN, MAZE_PATH)).all():
-        return False
-    if (prediction[~known] == MAZE_PATH).any():
-        return False
-    on_path = (prediction == MAZE_PATH) | (question == MAZE_START) | (question == MAZE_GOAL)
-    num_cells = int(on_path.sum())
-    if num_cells != path_length:
-        return False
-    # Breadth-first search from S over path cells: G must be num_cells - 1 steps away, i.e. the
-    # cells form one chain with nothing left over.
-    rows, cols = question.shape
-    start = tuple(int(i) for i in np.argwhere(question == MAZE_START)[0])
-    goal = tuple(int(i) for i in np.argwhere(question == MAZE_GOAL)[0])
-    distance = {start: 0}
-    frontier = deque([start])
-    while frontier:
-        r, c = frontier.popleft()
-        for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
-            if 0 <= nr < rows and 0 <= nc < cols and on_path[nr, nc] and (nr, nc) not in distance:
-                distance[(nr, nc)] = distance[(r, c)] + 1
-                frontier.append((nr, nc))
-    return distance.get(goal) == num_cells - 1
 
 
 def maze_path(
