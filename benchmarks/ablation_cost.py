@@ -11,36 +11,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
-from modeling_trm import TRMConfig, TRMForGridReasoning
+from modeling_trm import TRMConfig
 from modeling_trm.ablation import VARIANTS, base_model_settings, variant_recipe
-from modeling_trm.optim import TRMOptimizer, build_param_groups
 from modeling_trm.recipes_io import load_recipe
 
+from .step_time import time_config_steps
+
 SUDOKU6_SYMBOLS = ["<pad>", "."] + [str(d) for d in range(1, 7)]
-
-
-def step_times(config: TRMConfig, batch_size: int, steps: int, warmup: int = 2) -> list[float]:
-    torch.manual_seed(0)
-    model = TRMForGridReasoning(config).train()
-    optimizer = TRMOptimizer(build_param_groups(model, 1e-3, 0.1, 1e-3, 0.1))
-    ids = torch.randint(1, config.vocab_size, (batch_size, config.seq_len))
-    labels = torch.randint(2, config.vocab_size, (batch_size, config.seq_len))
-    state, times = None, []
-    for index in range(warmup + steps):
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = model(ids, labels=labels, state=state)
-        out.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        state = out.state
-        if index >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
 
 
 def main() -> None:
@@ -56,7 +36,8 @@ def main() -> None:
         overrides = variant_recipe(recipe, variant, 1, 0, 0)["model"]["overrides"]
         config = TRMConfig.from_preset(recipe["model"]["preset"], **overrides, vocab_size=8, seq_len=36,
                                        grid_shape=(6, 6), id_to_symbol=SUDOKU6_SYMBOLS)
-        median = statistics.median(step_times(config, batch, args.steps))
+        median = statistics.median(time_config_steps(config, batch, "bf16", args.steps, warmup=2,
+                                                       learning_rate=1e-3, weight_decay=0.1))
         baseline = baseline or median
         print(f"{variant.name:<14} {variant.relative_cost(base):>10.2f} {median:>8.3f} {median / baseline:>9.2f}",
               flush=True)

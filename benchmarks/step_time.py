@@ -20,10 +20,15 @@ from modeling_trm.optim import TRMOptimizer, build_param_groups
 
 
 def time_training_step(preset: str, batch_size: int, dtype: str, repeats: int, warmup: int = 1) -> list[float]:
-    config = TRMConfig.from_preset(preset)
+    return time_config_steps(TRMConfig.from_preset(preset), batch_size, dtype, repeats, warmup)
+
+
+def time_config_steps(config: TRMConfig, batch_size: int, dtype: str, repeats: int, warmup: int = 1,
+                      learning_rate: float = 1e-4, weight_decay: float = 1.0) -> list[float]:
+    """Seconds of each timed step (after `warmup` untimed ones) on random tokens, carry kept across steps."""
     torch.manual_seed(0)
     model = TRMForGridReasoning(config).train()
-    optimizer = TRMOptimizer(build_param_groups(model, 1e-4, 1.0, 1e-4, 1.0))
+    optimizer = TRMOptimizer(build_param_groups(model, learning_rate, weight_decay, learning_rate, weight_decay))
     ids = torch.randint(1, config.vocab_size, (batch_size, config.seq_len))
     labels = torch.randint(2, config.vocab_size, (batch_size, config.seq_len))
     state = None
