@@ -1,6 +1,7 @@
 """Wall time of one training supervision step (forward of T cycles, backward of the last, optimizer step).
 
     python -m benchmarks.step_time --preset sudoku-mlp --batch-size 64 --repeats 3
+    python -m benchmarks.step_time --recipe demo --batch-size 32 64 --hidden-size 64 128 --dtypes bf16 --repeats 8
 
 Prints a table: dtype, median seconds per step, samples/s, achieved GFLOP/s (analytic count, see
 modeling_trm/flops.py). Uses the package's model and optimizer exactly as TRMTrainer does.
@@ -46,19 +47,42 @@ def time_config_steps(config: TRMConfig, batch_size: int, dtype: str, repeats: i
     return times
 
 
+def recipe_config(name: str, hidden_size: int | None = None) -> TRMConfig:
+    """The model a generated-Sudoku recipe trains (grid size from its data), optionally at another width."""
+    from modeling_trm.recipes_io import load_recipe
+
+    recipe = load_recipe(name)
+    if recipe["data"]["builder"] != "generated-sudoku":
+        raise ValueError(f"--recipe {name}: only generated-Sudoku recipes have their grid size in the recipe")
+    overrides = dict(recipe["model"].get("overrides", {}))
+    if hidden_size is not None:
+        overrides["hidden_size"] = hidden_size
+    size = int(recipe["data"]["args"]["size"])
+    return TRMConfig.from_preset(recipe["model"]["preset"], **overrides, seq_len=size * size, vocab_size=size + 2,
+                                 grid_shape=(size, size),
+                                 id_to_symbol=["<pad>", "."] + [str(d) for d in range(1, size + 1)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="sudoku-mlp")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--recipe", default=None, help="time the model of this generated-Sudoku recipe instead")
+    parser.add_argument("--hidden-size", type=int, nargs="+", default=[None], help="with --recipe: widths to time")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[64])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtypes", default="fp32,bf16")
     args = parser.parse_args()
-    flops = training_step_flops(TRMConfig.from_preset(args.preset), args.batch_size)
-    print(f"{'preset':<12} {'batch':>5} {'dtype':<5} {'s/step':>8} {'samples/s':>10} {'GFLOP/s':>8}  threads={torch.get_num_threads()}")
-    for dtype in args.dtypes.split(","):
-        median = statistics.median(time_training_step(args.preset, args.batch_size, dtype, args.repeats))
-        print(f"{args.preset:<12} {args.batch_size:>5} {dtype:<5} {median:>8.2f} {args.batch_size / median:>10.1f} "
-              f"{flops / median / 1e9:>8.0f}")
+    name = args.recipe or args.preset
+    print(f"{'model':<14} {'width':>5} {'batch':>5} {'dtype':<5} {'s/step':>8} {'samples/s':>10} {'GFLOP/s':>8}  "
+          f"threads={torch.get_num_threads()}")
+    for hidden in args.hidden_size:
+        config = recipe_config(args.recipe, hidden) if args.recipe else TRMConfig.from_preset(args.preset)
+        for batch in args.batch_size:
+            flops = training_step_flops(config, batch)
+            for dtype in args.dtypes.split(","):
+                median = statistics.median(time_config_steps(config, batch, dtype, args.repeats))
+                print(f"{name:<14} {config.hidden_size:>5} {batch:>5} {dtype:<5} {median:>8.3f} {batch / median:>10.1f} "
+                      f"{flops / median / 1e9:>8.0f}", flush=True)
 
 
 if __name__ == "__main__":

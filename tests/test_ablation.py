@@ -185,8 +185,41 @@ def test_run_ablation_writes_json_table_and_chart_and_resumes(tmp_path, capsys) 
         run_ablation(out, recipe, variants, steps=3, seeds=2)
 
 
+def test_parallel_runs_train_the_same_weights_as_one_at_a_time(tmp_path, capsys) -> None:
+    import os
+
+    from modeling_trm.ablation import run_ablation
+
+    recipe = load_recipe("demo")
+    recipe["data"]["args"].update(size=4, num_train=64, num_test=8)
+    recipe["model"]["overrides"].update(hidden_size=16, H_cycles=2, L_cycles=1, halt_max_steps=2)
+    recipe["training"].update(global_batch_size=8, auto_bf16=False, warmup_steps=1)
+    variants = (variant_by_name(BASELINE), variant_by_name("single-latent"))
+    threads = max(1, (os.cpu_count() or 1) // 2)  # what each of 2 workers gets
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        run_ablation(tmp_path / "serial", recipe, variants, steps=3, seeds=2, jobs=1)
+    finally:
+        torch.set_num_threads(before)
+    capsys.readouterr()
+    summary = run_ablation(tmp_path / "parallel", recipe, variants, steps=3, seeds=2, jobs=2)
+    printed = capsys.readouterr().out
+    assert printed.count(": exact ") == 4 and f"on {threads} thread(s)" in printed
+    assert {row["name"]: row["seeds"] for row in summary["rows"]} == {BASELINE: [0, 1], "single-latent": [0, 1]}
+    for run in ("baseline-seed0", "baseline-seed1", "single-latent-seed0", "single-latent-seed1"):
+        serial = load_file(tmp_path / "serial" / "runs" / run / "model" / "model.safetensors")
+        parallel = load_file(tmp_path / "parallel" / "runs" / run / "model" / "model.safetensors")
+        assert serial.keys() == parallel.keys() and all(torch.equal(serial[k], parallel[k]) for k in serial), run
+        result = json.loads((tmp_path / "parallel" / "runs" / run / "result.json").read_text())
+        assert result["torch_threads"] == threads and result["steps"] == 3
+    with pytest.raises(ValueError, match="jobs"):
+        run_ablation(tmp_path / "bad", recipe, variants, steps=3, seeds=1, jobs=0)
+
+
 def test_budget_minutes_become_a_fixed_step_count_from_the_cost_model() -> None:
-    from modeling_trm.ablation import IDLE_SECONDS_PER_BASELINE_STEP, steps_for_budget
+    from modeling_trm.ablation import (DEFAULT_SEEDS, DEFAULT_STEPS, IDLE_SECONDS_PER_BASELINE_STEP, Variant,
+                                       steps_for_budget)
 
     base = {"num_layers": 2, "H_cycles": 3, "L_cycles": 6}
     # block applications per step, backward = 2 forwards: baseline 2 * 7 * (2 + 3) = 70
@@ -197,5 +230,16 @@ def test_budget_minutes_become_a_fixed_step_count_from_the_cost_model() -> None:
     recipe = load_recipe("demo")
     one = (variant_by_name(BASELINE),)
     assert steps_for_budget(10, one, 2, recipe) == int(600 / (IDLE_SECONDS_PER_BASELINE_STEP * 2))
+    # the budget counts measured step costs where known (attention does more work than its block count says)
+    attention = variant_by_name("attention")
+    assert attention.relative_cost(base) == 1.0 and attention.measured_cost > 2
+    pair = (variant_by_name(BASELINE), attention)
+    assert steps_for_budget(10, pair, 2, recipe) == int(
+        600 / (IDLE_SECONDS_PER_BASELINE_STEP * 2 * (1 + attention.measured_cost)))
+    assert Variant("x", "y", model={"num_layers": 4, "L_cycles": 3}).expected_cost(base) == pytest.approx(80 / 70)
+    # the defaults fit the 45-minute budget under the same model (training only)
+    default_seconds = DEFAULT_STEPS * DEFAULT_SEEDS * IDLE_SECONDS_PER_BASELINE_STEP * sum(
+        v.expected_cost(base) for v in VARIANTS)
+    assert default_seconds <= 42 * 60
     with pytest.raises(ValueError, match="budget-minutes"):
         steps_for_budget(0, one, 1, recipe)
