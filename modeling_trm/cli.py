@@ -49,7 +49,15 @@ def _run_bench(args: argparse.Namespace, argv: list[str]) -> int:
     return bench.main(argv)
 
 
+def line_buffered_output() -> None:
+    """Progress lines reach a log file or pipe as they are printed, not in 8 KiB blocks (`trm train > log`)."""
+    for stream in (sys.stdout, sys.stderr):
+        if not stream.isatty() and hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    line_buffered_output()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:

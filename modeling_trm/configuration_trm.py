@@ -221,6 +221,10 @@ class TRMConfig(PreTrainedConfig):
             fail("rms_norm_eps", f"must be positive, got {self.rms_norm_eps!r}")
         if len(self.id_to_symbol) != self.vocab_size:
             fail("id_to_symbol", f"has {len(self.id_to_symbol)} symbols but vocab_size is {self.vocab_size}")
+        repeated = sorted({symbol for symbol in self.id_to_symbol if self.id_to_symbol.count(symbol) > 1})
+        if repeated:
+            fail("id_to_symbol", f"repeats {repeated}: each token id needs its own symbol, or text puzzles and "
+                                 f"answers could not be read back unambiguously")
         if not 0 <= self.pad_token_id < self.vocab_size:
             fail("pad_token_id", f"{self.pad_token_id} is outside the vocabulary of {self.vocab_size}")
         if self.blank_token_id is not None and not 0 <= self.blank_token_id < self.vocab_size:

@@ -66,7 +66,7 @@ class TimeBudget(TrainerCallback):
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="train, score, draw and package a small TRM on this CPU")
     parser.add_argument("--task", default="sudoku6", choices=sorted(DEMO_TASKS),
-                        help="which demo recipe to train: sudoku6 (default, recipe 'demo', ~5 min) or sudoku9 "
+                        help="which demo recipe to train: sudoku6 (default, recipe 'demo', 5-12 min) or sudoku9 "
                              "(recipe 'sudoku9-cpu', about an hour on an idle 2-core CPU)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="optional wall-clock cap on training; training otherwise runs the recipe's fixed "

@@ -105,9 +105,9 @@ def test_sudoku9_task_runs_its_recipe_with_a_plan_curriculum_and_rating_bands(tm
         "model": {"hidden_size": 32, "H_cycles": 1, "L_cycles": 1},
         "training": {"max_steps": 6, "eval_steps": 3, "curriculum_steps": 4, "curriculum_start_blanks": 4}})
     printed = capsys.readouterr().out
-    # the plan comes before any work: 6 steps, and the recipe's idle phase times (1.5 + 55 + 4 = 60.5 min)
+    # the plan comes before any work: 6 steps, and the recipe's idle phase times (0.6 + 55.5 + 3.1 = 59.2 min)
     assert printed.index("[plan    ] recipe sudoku9-cpu: 6 training steps") < printed.index("[data")
-    assert "about 60.5 min in all (data ~1.5 min, train ~55 min, evaluate ~4 min)" in printed
+    assert "about 59.2 min in all (data ~0.6 min, train ~55.5 min, evaluate ~3.1 min)" in printed
     results = json.loads((out / "model" / "results.json").read_text())
     assert results["training"]["recipe"] == "sudoku9-cpu" and results["training"]["steps"] == 6
     bands = results["accuracy_by_rating"]

@@ -51,6 +51,7 @@ def test_preset_shapes() -> None:
         (dict(loss_type="focal"), "loss_type"),
         (dict(halt_exploration_prob=1.5), "halt_exploration_prob"),
         (dict(id_to_symbol=["a", "b"]), "id_to_symbol"),
+        (dict(id_to_symbol=["<pad>", ".", "1", "2", "3", "3"]), "id_to_symbol.*repeats \\['3'\\]"),
         (dict(blank_token_id=9), "blank_token_id"),
     ],
 )

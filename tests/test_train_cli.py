@@ -143,3 +143,16 @@ def test_trm_train_runs_a_recipe_end_to_end(tmp_path, capsys) -> None:
 def test_trm_train_reports_bad_recipes(tmp_path, capsys) -> None:
     assert main(["train", "--recipe", "no-such-recipe", "--output-dir", str(tmp_path)]) == 2
     assert "unknown recipe" in capsys.readouterr().err
+
+
+def test_trm_output_is_line_buffered_when_written_to_a_file(monkeypatch) -> None:
+    import io
+
+    from modeling_trm.cli import line_buffered_output
+
+    sink = io.BytesIO()
+    stream = io.TextIOWrapper(sink, encoding="utf-8")  # a file or pipe: block-buffered, not a tty
+    monkeypatch.setattr("sys.stdout", stream)
+    line_buffered_output()
+    print("step 1 of 10")
+    assert sink.getvalue() == b"step 1 of 10\n"  # on disk at once, without a flush or the process ending
