@@ -31,14 +31,14 @@ ABLATION_TASKS: dict[str, str] = {"sudoku6": "demo"}
 # learning rate 1e-3/2e-3/3e-3), these reached the highest held-out accuracy per second of training; per sample,
 # batch 32 and 64 learned alike (README, "Ablations").
 ABLATION_TRAINING: dict[str, Any] = {"global_batch_size": 32, "learning_rate": 2e-3, "warmup_steps": 100}
-# 900 steps x 2 seeds x 8 variants = 10.1 baseline-run equivalents per seed under the measured relative costs
-# (`python -m benchmarks.ablation_cost`); with two single-thread workers on 2 cores about 40 min of training.
+# 900 steps x 2 seeds x 8 variants = 9.6 baseline-run equivalents per seed under the measured relative costs; with
+# two single-thread workers on 2 cores the whole default ablation took 37.8 min wall (README, "Ablations").
 DEFAULT_STEPS = 900
 DEFAULT_SEEDS = 2
 DEFAULT_EVAL_STEPS = 0  # periodic held-out evaluations per run (0: only the final one)
-# Wall seconds per baseline supervision step of the whole ablation on an idle 2-core CPU without AMX (batch 32,
-# bf16, two runs at once with one thread each): 0.2185 s per single-thread step (`benchmarks.step_time`-style
-# timing) plus ~14% trainer overhead, halved by the two workers. Converts `--budget-minutes` into a fixed step
+# Wall seconds per baseline supervision step of the whole ablation on a 2-core CPU without AMX (batch 32, bf16,
+# two runs at once with one thread each): the baseline trained 900 steps in 204-211 s per worker (0.115 s per
+# step for the pair), plus scoring, start-up and the tail where one worker waits. Converts `--budget-minutes` into a fixed step
 # count (never a wall-clock stop: results must not depend on speed).
 IDLE_SECONDS_PER_BASELINE_STEP = 0.125
 
@@ -78,19 +78,20 @@ class Variant:
 
 BASELINE = "baseline"
 # Paper figures on Sudoku-Extreme (Table 1 of arXiv:2510.04871; baseline TRM-MLP, T=3, n=6: 87.4%). measured_cost:
-# s/step relative to the baseline, `python -m benchmarks.ablation_cost` (issue 14's table).
+# training time relative to the baseline's in the default `trm ablate` run (900 steps, batch 32, one thread per run,
+# mean of 2 seeds; README, "Ablations"); `python -m benchmarks.ablation_cost` measures it for single steps.
 VARIANTS: tuple[Variant, ...] = (
     Variant(BASELINE, "2 layers, T=3, n=6, EMA, mlp_t, y/z split (the paper's design)", paper="87.4% (reference)", measured_cost=1.0),
     Variant("4-layers-n3", "4 layers, n=3 (half the recursion, same depth)", model={"num_layers": 4, "L_cycles": 3},
-            paper="lower (79.5%)", measured_cost=1.21),
-    Variant("no-ema", "no EMA of the weights", training={"ema_decay": 0.0}, paper="lower (79.9%)", measured_cost=1.07),
+            paper="lower (79.5%)", measured_cost=1.14),
+    Variant("no-ema", "no EMA of the weights", training={"ema_decay": 0.0}, paper="lower (79.9%)", measured_cost=1.01),
     Variant("single-latent", "one latent z, answer read from z (no y)", model={"single_latent": True},
-            paper="lower (single feature)", measured_cost=0.96),
+            paper="lower (single feature)", measured_cost=1.04),
     Variant("full-backprop", "back-propagate through all T cycles (no no-grad cycles)",
-            model={"backprop_all_cycles": True}, paper="lower (issue 14)", measured_cost=2.30),
+            model={"backprop_all_cycles": True}, paper="lower (issue 14)", measured_cost=2.06),
     Variant("attention", "self-attention + RoPE instead of mlp_t", model={"mixer": "attention", "pos_encodings": "rope"},
-            paper="lower (74.7%)", measured_cost=2.75),
-    Variant("T2-n2", "T=2, n=2 (less recursion)", model={"H_cycles": 2, "L_cycles": 2}, paper="lower (Table 1)", measured_cost=0.54),
+            paper="lower (74.7%)", measured_cost=2.70),
+    Variant("T2-n2", "T=2, n=2 (less recursion)", model={"H_cycles": 2, "L_cycles": 2}, paper="lower (Table 1)", measured_cost=0.38),
     Variant("T1-n2", "T=1, n=2 (least recursion)", model={"H_cycles": 1, "L_cycles": 2}, paper="lower (Figure 3)", measured_cost=0.30),
 )
 
