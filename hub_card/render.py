@@ -79,6 +79,7 @@ TRAINING_LABELS = {
     "samples_finished": "Training samples finished (halted)",
     "train_runtime": "Training wall time (s)",
     "train_time_s": "Training wall time (s)",
+    "curve_eval_time_s": "Of which learning-curve evaluations (s)",
     "torch_num_threads": "CPU threads (torch)",
     "torch_threads": "CPU threads (torch)",
     "world_size": "Processes",
@@ -425,6 +426,16 @@ def recipe_context(recipe: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def evaluated_steps(results_list: Sequence[dict[str, Any]], config: Any) -> int | None:
+    """The supervision steps the results were measured with, where `solve` would not run that many by
+    default; None otherwise (the snippet then needs no `max_steps`)."""
+    for item in results_list:
+        steps = (item.get("protocol") or {}).get("max_steps")
+        if steps is not None and int(steps) != config.default_solve_steps:
+            return int(steps)
+    return None
+
+
 def render_model_card(
     model_dir_or_config: str | os.PathLike | Any,
     results: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
@@ -496,6 +507,7 @@ def render_model_card(
         "example": example_question(config),
         "blank_symbol": config.id_to_symbol[config.blank_token_id] if config.blank_token_id is not None else None,
         "results": [results_context(r, config) for r in results_list],
+        "solve_steps": evaluated_steps(results_list, config),
         "paper_rows": paper_rows(config, results_list),
         "recipe": recipe_context(recipe),
         "training": [(TRAINING_LABELS.get(k, k), plain_number(v)) for k, v in flatten(training)] if training else None,

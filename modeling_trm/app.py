@@ -189,7 +189,7 @@ def build_demo(model: Any, title: str, step_delay: float = 0.3):
             raise gr.Error(str(error)) from None
         refinement = refine(model, question, target, halting)
         for shown in range(1, len(refinement.answers)):
-            progress = f"Refining: step {shown} of at most {config.halt_max_steps}"
+            progress = f"Refining: step {shown} of at most {config.default_solve_steps}"
             yield steps_html(refinement, config, shown), "", progress
             time.sleep(step_delay)
         yield (steps_html(refinement, config, len(refinement.answers)), answer_text(refinement.final, config),
@@ -198,7 +198,7 @@ def build_demo(model: Any, title: str, step_delay: float = 0.3):
     rows, cols = config.grid_shape
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         gr.Markdown(f"# {html.escape(title)}\nA Tiny Recursive Model ({config.task}, {rows}x{cols} grid, "
-                    f"at most {config.halt_max_steps} supervision steps). Paste a puzzle row by row "
+                    f"at most {config.default_solve_steps} supervision steps). Paste a puzzle row by row "
                     f"(symbols {sorted(symbol_ids(config))}), or pick an example, and press **Solve**.")
         with gr.Row():
             puzzle = gr.Textbox(label="Puzzle", lines=min(rows, 9), elem_id="trm-puzzle")

@@ -85,6 +85,10 @@ class TRMConfig(PreTrainedConfig):
             Rows of the zero-initialised puzzle-id table (ARC: one per augmented task variant).
         halt_max_steps (`int`, *optional*, defaults to 16):
             N_sup: most supervision steps per sample.
+        solve_max_steps (`int`, *optional*):
+            Supervision steps `solve` (and evaluation, pipelines, the app) runs when not told; None means
+            `halt_max_steps`. Set where training used fewer steps than inference should (the demo trains
+            with N_sup = 2 and is scored with 16).
         halt_exploration_prob (`float`, *optional*, defaults to 0.1):
             Chance per training step that a slot is forced to run at least U{2..N_sup} steps.
         q_halt_loss_weight (`float`, *optional*, defaults to 0.5):
@@ -132,6 +136,7 @@ class TRMConfig(PreTrainedConfig):
         puzzle_emb_len: int = 16,
         num_puzzle_identifiers: int = 1,
         halt_max_steps: int = 16,
+        solve_max_steps: int | None = None,
         halt_exploration_prob: float = 0.1,
         q_halt_loss_weight: float = 0.5,
         loss_type: str = "stablemax",
@@ -161,6 +166,7 @@ class TRMConfig(PreTrainedConfig):
         self.puzzle_emb_len = puzzle_emb_len
         self.num_puzzle_identifiers = num_puzzle_identifiers
         self.halt_max_steps = halt_max_steps
+        self.solve_max_steps = solve_max_steps
         self.halt_exploration_prob = halt_exploration_prob
         self.q_halt_loss_weight = q_halt_loss_weight
         self.loss_type = loss_type
@@ -181,6 +187,11 @@ class TRMConfig(PreTrainedConfig):
         return self.seq_len + self.puzzle_emb_len
 
     @property
+    def default_solve_steps(self) -> int:
+        """Supervision steps of inference when the caller gives none."""
+        return self.halt_max_steps if self.solve_max_steps is None else self.solve_max_steps
+
+    @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
@@ -195,6 +206,9 @@ class TRMConfig(PreTrainedConfig):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 fail(field, f"must be a positive integer, got {value!r}")
+        if self.solve_max_steps is not None and (not isinstance(self.solve_max_steps, int)
+                                                 or isinstance(self.solve_max_steps, bool) or self.solve_max_steps < 1):
+            fail("solve_max_steps", f"must be a positive integer or None, got {self.solve_max_steps!r}")
         if not isinstance(self.puzzle_emb_len, int) or self.puzzle_emb_len < 0:
             fail("puzzle_emb_len", f"must be a non-negative integer, got {self.puzzle_emb_len!r}")
         if self.mixer not in MIXERS:

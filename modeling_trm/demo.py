@@ -66,7 +66,7 @@ class TimeBudget(TrainerCallback):
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="train, score, draw and package a small TRM on this CPU")
     parser.add_argument("--task", default="sudoku6", choices=sorted(DEMO_TASKS),
-                        help="which demo recipe to train: sudoku6 (default, recipe 'demo', 5-12 min) or sudoku9 "
+                        help="which demo recipe to train: sudoku6 (default, recipe 'demo', about 5 min) or sudoku9 "
                              "(recipe 'sudoku9-cpu', about an hour on an idle 2-core CPU)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="optional wall-clock cap on training; training otherwise runs the recipe's fixed "
@@ -163,7 +163,9 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
     train_time = trained["train_runtime_s"]
     cut_short = budget is not None and budget.stopped_at is not None
     curve = [(point["step"], point["exact_accuracy"]) for point in trained["learning_curve"]]
+    curve_time = trained["curve_eval_time_s"]
     _phase("train", start, f"{trained['global_step']} of {max_steps} supervision steps in {train_time:.0f}s"
+                           + (f" ({curve_time:.0f}s of it: {len(curve)} learning-curve evaluations)" if curve else "")
                            + (f" (CUT SHORT by the --minutes {minutes:g} cap)" if cut_short else ""))
     if curve:
         print(f"learning curve (held-out exact accuracy): {format_curve(curve)}", flush=True)
@@ -171,18 +173,22 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
     model_dir = out / "model"
     ema_model = TRMForGridReasoning.from_pretrained(model_dir).eval()
     demo_settings = recipe.get("demo") or {}
-    results = score(ema_model, dataset["test"], metadata, out / "data", dtype=demo_settings.get("eval_dtype", "fp32"))
+    # a recipe may train with fewer supervision steps than it solves with (demo: N_sup 2, solve_max_steps 16)
+    score_steps = ema_model.config.default_solve_steps
+    results = score(ema_model, dataset["test"], metadata, out / "data", dtype=demo_settings.get("eval_dtype", "fp32"),
+                    max_steps=score_steps)
     results["training"] = {"recipe": recipe["name"], "steps": trained["global_step"], "max_steps": max_steps,
                            "cut_short_by_minutes": minutes if cut_short else None,
-                           "train_time_s": round(train_time, 1), "torch_threads": torch.get_num_threads(),
+                           "train_time_s": round(train_time, 1), "curve_eval_time_s": curve_time,
+                           "torch_threads": torch.get_num_threads(),
                            "learning_curve": trained["learning_curve"]}
     write_results_and_card(model_dir, results, recipe)
-    _phase("evaluate", start, f"exact {results['metrics']['exact_accuracy']:.1%} after 16 steps, "
+    _phase("evaluate", start, f"exact {results['metrics']['exact_accuracy']:.1%} after {score_steps} steps, "
                               f"ACT {results['act']['exact_accuracy']:.1%} at {results['act']['mean_steps']:.1f} steps"
                               f" ({results['protocol']['dtype']})")
 
     symbols = list(metadata.id_to_symbol)
-    draw(ema_model, dataset["test"], results, out, symbols, size)
+    draw(ema_model, dataset["test"], results, out, symbols, size, max_steps=score_steps)
     _phase("pictures", start, f"{out / 'refinement.png'}, {out / 'accuracy_vs_steps.png'}")
 
     reloaded = AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval()
@@ -191,7 +197,7 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
     unseen = generate_sudoku_splits(size, 0, 3, seed=seed + 10_000, num_blanks=data_args.get("num_blanks"),
                                     blank_range=None if spread is None else tuple(spread))["test"]
     encoded = encode_rows(unseen)
-    solved = reloaded.solve(torch.tensor(encoded["input_ids"]), halting="act")
+    solved = reloaded.solve(torch.tensor(encoded["input_ids"]), halting="act", max_steps=score_steps)
     for question, answer, prediction, steps in zip(encoded["input_ids"], encoded["labels"],
                                                    solved.predictions.tolist(), solved.steps.tolist()):
         verdict = "correct" if prediction == answer else "wrong"
@@ -202,11 +208,11 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
 
     print("\n| what | value |\n|---|---|")
     print(f"| train time | {train_time:.0f} s ({trained['global_step']} of {max_steps} steps, "
-          f"{torch.get_num_threads()} threads) |")
+          f"{torch.get_num_threads()} threads; {curve_time:.0f} s of it on {len(curve)} learning-curve evaluations) |")
     if cut_short:
         print(f"| NOTE | training was cut short by the --minutes {minutes:g} cap at step {budget.stopped_at}: "
               f"this result depends on the machine's speed |")
-    print(f"| exact accuracy, 16 steps (paper protocol) | {results['metrics']['exact_accuracy']:.1%} "
+    print(f"| exact accuracy, {score_steps} steps (paper protocol: every step) | {results['metrics']['exact_accuracy']:.1%} "
           f"of {results['dataset']['num_examples']} held-out puzzles |")
     for band, row in (results.get("accuracy_by_rating") or {}).items():
         print(f"| exact accuracy, rating {band} | {row['exact_accuracy']:.1%} of {row['num_examples']} |")
@@ -239,24 +245,27 @@ def write_results_and_card(model_dir: Path, results: dict[str, Any], recipe: dic
     card.save(model_dir / "README.md")
 
 
-def score(model: Any, test: Any, metadata: Any, dataset_path: Path | None = None, dtype: str = "fp32") -> dict[str, Any]:
-    """`trm eval`'s results for the test split: paper protocol (16 steps), ACT read off the same pass.
+def score(model: Any, test: Any, metadata: Any, dataset_path: Path | None = None, dtype: str = "fp32",
+          max_steps: int | None = None) -> dict[str, Any]:
+    """`trm eval`'s results for the test split: paper protocol (every one of `max_steps` steps, default the
+    model's `default_solve_steps`), ACT read off the same pass.
 
     Scored in fp32 by default whatever the training dtype: the numbers then do not depend on the CPU's bf16
     units. A recipe may ask for `demo.eval_dtype: "auto"` where fp32 would cost too long (1,000 9x9 puzzles:
     about 3x the bf16 time); the results file records the dtype used."""
     from .evaluation import evaluate_model
 
-    return evaluate_model(model, test, metadata, halting="max", dtype=dtype, progress=False,
+    return evaluate_model(model, test, metadata, halting="max", max_steps=max_steps, dtype=dtype, progress=False,
                           dataset_path=dataset_path, split="test")
 
 
-def draw(model: Any, test: Any, results: dict[str, Any], out: Path, symbols: list[str], size: int) -> None:
+def draw(model: Any, test: Any, results: dict[str, Any], out: Path, symbols: list[str], size: int,
+         max_steps: int | None = None) -> None:
     from .visualize import plot_accuracy_by_steps, plot_refinement
 
     inputs = torch.tensor(test["input_ids"][:64])
     labels = torch.tensor(test["labels"][:64])
-    solved = model.solve(inputs, halting="act", return_trajectory=True)
+    solved = model.solve(inputs, halting="act", max_steps=max_steps, return_trajectory=True)
     # a puzzle the model gets right after visibly refining it, if there is one
     improved = [i for i in range(len(inputs)) if bool((solved.predictions[i] == labels[i]).all())
                 and not bool((solved.trajectory[i, 0] == labels[i]).all())]

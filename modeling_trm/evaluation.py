@@ -456,7 +456,7 @@ def evaluate_model(
         dataset_split: one split of a dataset from `load_trm_dataset`.
         metadata: that dataset's `DatasetMetadata`; checked against the model before any compute.
         halting: `"max"` runs every step (the paper's protocol); `"act"` stops each sample once q_halt > 0.
-        max_steps: supervision steps (default: the model's `halt_max_steps`).
+        max_steps: supervision steps (default: the model's `default_solve_steps`).
         batch_size: rows per `solve` call; under `halting="act"`, slots that refill from a larger call.
         limit: score only the first `limit` rows.
         step_budgets: budgets for `accuracy_by_steps`; those above `max_steps` are dropped and
@@ -470,7 +470,7 @@ def evaluate_model(
     started = time.perf_counter()
     config = model.config
     check_compatibility(config, metadata)
-    max_steps = config.halt_max_steps if max_steps is None else max_steps
+    max_steps = config.default_solve_steps if max_steps is None else max_steps
     _check_arguments(halting, max_steps, batch_size, limit, step_budgets)
     _check_split(dataset_split, config)
     rows = dataset_split if limit is None or limit >= dataset_split.num_rows else dataset_split.select(range(limit))

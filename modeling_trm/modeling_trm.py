@@ -749,7 +749,8 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         return_trajectory: bool = False,
         slots: int | None = None,
     ) -> TRMSolveOutput:
-        """Refine answers for up to `max_steps` supervision steps (default `halt_max_steps`).
+        """Refine answers for up to `max_steps` supervision steps (default `config.default_solve_steps`:
+        `solve_max_steps` where set, else `halt_max_steps`).
 
         `halting="act"` stops a puzzle once q_halt > 0; `halting="max"` runs every step (the paper's
         evaluation protocol). `slots` is how many puzzles run at once (default: all of them). Without
@@ -761,7 +762,7 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         """
         if halting not in ("act", "max"):
             raise ValueError(f"halting must be 'act' or 'max', got {halting!r}")
-        max_steps = self.config.halt_max_steps if max_steps is None else int(max_steps)
+        max_steps = self.config.default_solve_steps if max_steps is None else int(max_steps)
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or slots < 1):

@@ -244,10 +244,13 @@ def train_from_recipe(recipe: dict[str, Any], output_dir: Path, dataset_dir: str
     train_output = trainer.train(resume_from_checkpoint=True if resume else None)
     trainer.save_state()  # trainer_state.json with the log history (the learning curve's numbers)
     curve = curve_points(trainer.state.log_history)  # the periodic slice only, not the final full-split score
+    # part of train_runtime that went to the periodic evaluations rather than to training steps
+    curve_seconds = sum(float(entry.get("eval_runtime", 0.0)) for entry in trainer.state.log_history)
     metrics = trainer.evaluate(eval_split)
     model_dir = output_dir / "model"
     trainer.save_model(str(model_dir))
     results = {"recipe": recipe["name"], "metrics": metrics, "train_runtime_s": train_output.metrics["train_runtime"],
+               "curve_eval_time_s": round(curve_seconds, 1),
                "train_samples_started": trainer.samples_started, "train_samples_finished": trainer.samples_finished,
                "global_step": trainer.state.global_step, "torch_num_threads": torch.get_num_threads(),
                "learning_curve": [{"step": step, "exact_accuracy": accuracy}

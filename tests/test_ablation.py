@@ -41,6 +41,9 @@ def test_each_variant_builds_the_intended_network() -> None:
     base_params = sum(p.numel() for p in base.parameters())
     block_params = sum(p.numel() for p in base.core.layers[0].parameters())
     assert len(base.core.layers) == 2 and base.config.mixer == "mlp_t" and base.config.ablation is None
+    # every variant trains with the paper's N_sup = 16, although the demo recipe trains with 2
+    assert load_recipe("demo")["model"]["overrides"]["halt_max_steps"] == 2
+    assert base.config.halt_max_steps == 16 and demo_variant_model("T1-n2").config.halt_max_steps == 16
     # baseline: T (n + 1) = 3 * 7 calls, the last 7 with gradients
     assert count_core_calls(base) == [False] * 14 + [True] * 7
 

@@ -37,6 +37,8 @@ def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> 
     assert results["dataset"]["num_examples"] == 40
     assert set(results["accuracy_by_steps"]) == {"1", "2", "4", "8", "16"}
     assert results["accuracy_by_steps"]["16"] == pytest.approx(results["metrics"]["exact_accuracy"])
+    # trained with the recipe's N_sup = 2, scored with its solve_max_steps = 16
+    assert results["protocol"]["max_steps"] == 16 and "after 16 steps" in printed
     assert 1 <= results["act"]["mean_steps"] <= 16
     # the demo writes the same results file as `trm eval`: protocol, dataset identity and versions
     assert results["protocol"]["halting"] == "max" and results["protocol"]["dtype"] == "fp32"
@@ -51,7 +53,8 @@ def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> 
     assert card.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]["value"] == \
         results["metrics"]["exact_accuracy"]
     model = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
-    assert model.config.grid_shape == [4, 4]
+    assert model.config.grid_shape == [4, 4] and model.config.halt_max_steps == 2
+    assert model.config.default_solve_steps == 16  # so the loaded model solves the way it was scored
     # the command refuses to overwrite the outputs of a previous run
     assert main(["demo", "--output-dir", str(out)]) == 2
 

@@ -277,3 +277,30 @@ def test_usage_snippet_runs_for_sudoku_maze_and_arc(tmp_path, capsys) -> None:
         assert ran["out"].predictions.shape == (1, config.seq_len)
         printed = capsys.readouterr().out.splitlines()
         assert len(printed) == config.grid_shape[0]
+
+
+def test_card_snippet_runs_the_step_count_the_results_were_measured_with(tmp_path, capsys) -> None:
+    """A model trained with N_sup = 2 but solved with 16 (the demo) says so, and its snippet runs 16 steps."""
+    small = dict(hidden_size=16, H_cycles=1, L_cycles=1, puzzle_emb_len=0, halt_max_steps=2, expansion=1.0)
+    vocabulary = dict(vocab_size=6, seq_len=16, grid_shape=(4, 4), task="sudoku",
+                      id_to_symbol=["<pad>", ".", "1", "2", "3", "4"])
+    for name, solve_max_steps in (("nsup2-solve16", 16), ("nsup2", None)):
+        torch.manual_seed(0)
+        model = TRMForGridReasoning(TRMConfig(**vocabulary, **small, solve_max_steps=solve_max_steps))
+        model.save_pretrained(tmp_path / name)
+    row = "| most supervision steps (`halt_max_steps`) | 2 in training; `solve` runs 16 (`solve_max_steps`) |"
+
+    solve16 = tmp_path / "nsup2-solve16"
+    card = render_model_card(solve16, make_results(TRMForGridReasoning.from_pretrained(solve16), protocol__max_steps=16),
+                             repo_id=str(solve16))
+    assert row in str(card) and "max_steps=" not in str(card)  # solve() runs 16 by itself
+    assert run_card_snippet(card)["out"].steps.tolist() == [16]
+
+    # results measured with more steps than solve() runs by default: the snippet passes the count
+    nsup2 = tmp_path / "nsup2"
+    card = render_model_card(nsup2, make_results(TRMForGridReasoning.from_pretrained(nsup2), protocol__max_steps=16),
+                             repo_id=str(nsup2))
+    assert "| most supervision steps (`halt_max_steps`) | 2 |" in str(card)
+    assert 'out = model.solve(input_ids, halting="max", max_steps=16)' in str(card)
+    assert run_card_snippet(card)["out"].steps.tolist() == [16]
+    capsys.readouterr()

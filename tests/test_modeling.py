@@ -53,6 +53,8 @@ def test_preset_shapes() -> None:
         (dict(id_to_symbol=["a", "b"]), "id_to_symbol"),
         (dict(id_to_symbol=["<pad>", ".", "1", "2", "3", "3"]), "id_to_symbol.*repeats \\['3'\\]"),
         (dict(blank_token_id=9), "blank_token_id"),
+        (dict(solve_max_steps=0), "solve_max_steps"),
+        (dict(solve_max_steps=True), "solve_max_steps"),
     ],
 )
 def test_bad_config_values_name_the_field(overrides: dict, field: str) -> None:
@@ -288,6 +290,31 @@ def test_solve_max_equals_repeated_forward_in_eval_mode() -> None:
     assert torch.equal(solved.predictions, out.logits.argmax(-1))
     torch.testing.assert_close(solved.q_halt_logits, out.q_halt_logits)
     assert solved.steps.tolist() == [5, 5, 5]
+
+
+def test_solve_runs_solve_max_steps_by_default_and_training_still_halts_at_n_sup(tmp_path) -> None:
+    """A model trained with N_sup = 2 that should be run for 5 steps: solve's default changes, training's does not."""
+    plain = tiny_model(halt_max_steps=2).eval()
+    longer = tiny_model(halt_max_steps=2, solve_max_steps=5).eval()
+    assert plain.config.default_solve_steps == 2 and longer.config.default_solve_steps == 5
+    ids = random_batch(3)
+    assert plain.solve(ids, halting="max").steps.tolist() == [2, 2, 2]
+    solved = longer.solve(ids, halting="max", return_trajectory=True)
+    assert solved.steps.tolist() == [5, 5, 5]
+    # the same weights: an explicit max_steps gives the same answers whichever default the config has
+    assert torch.equal(solved.predictions, plain.solve(ids, halting="max", max_steps=5).predictions)
+    assert torch.equal(solved.trajectory[:, 1], plain.solve(ids, halting="max").predictions)
+    # training halts every slot at N_sup = 2 (no exploration), not at solve_max_steps
+    longer.train()
+    longer.config.halt_exploration_prob = 0.0
+    state = None
+    for step in (1, 2):
+        out = longer(ids, labels=ids, state=state)
+        state = out.state
+        assert not bool((out.q_halt_logits > 0).any())  # the halting head's initial bias: no early halt
+        assert state.halted.tolist() == [step == 2] * 3
+    longer.save_pretrained(tmp_path / "m")
+    assert type(longer).from_pretrained(tmp_path / "m").config.default_solve_steps == 5
 
 
 def test_solve_act_is_independent_of_batch_composition() -> None:

@@ -75,7 +75,7 @@ def test_training_options_parse_as_transformers_scripts_take_them() -> None:
     recipe = apply_overrides(load_recipe("demo"), parse_overrides(["--use-cpu", "--no-auto-bf16"]))
     training = {k: v for k, v in recipe["training"].items() if k not in RECIPE_ONLY_KEYS}
     args = TRMTrainingArguments(output_dir="unused", **training)
-    assert args.use_cpu is True and args.bf16 is False and args.max_steps == 2000 and args.learning_rate == 1e-3
+    assert args.use_cpu is True and args.bf16 is False and args.max_steps == 1200 and args.learning_rate == 2e-3
 
     with pytest.raises(ValueError, match=r"unknown training keys \['--use-cpus'\].*did you mean --use-cpu\?"):
         parse_overrides(["--use-cpus"])
@@ -110,7 +110,7 @@ def test_train_help_lists_every_training_field_with_the_recipe_value(capsys) -> 
         assert entries[f"--{key}"].endswith(f"(recipe: {value!r})"), entries[f"--{key}"]
     assert entries["--use_cpu"].startswith("--use_cpu [USE_CPU], --use-cpu [USE_CPU]")  # a bare flag works
     assert entries["--seed"].endswith("(default: 42)")  # not in the recipe: the field's default
-    assert entries["--max_steps"].endswith("(recipe: 2000)")
+    assert entries["--max_steps"].endswith("(recipe: 1200)")
 
     assert main(["train", "--help"]) == 0  # without a recipe: TRMTrainingArguments' own defaults
     assert help_entries(capsys.readouterr().out)["--learning_rate"].endswith("(default: 0.0001)")
