@@ -201,14 +201,14 @@ class TRMConfig(PreTrainedConfig):
         def fail(field: str, message: str) -> None:
             raise ValueError(f"TRMConfig.{field}: {message}")
 
+        optional = ("solve_max_steps",)  # None: fall back to another field
         for field in ("vocab_size", "seq_len", "hidden_size", "num_layers", "H_cycles", "L_cycles",
-                      "num_heads", "halt_max_steps", "num_puzzle_identifiers"):
+                      "num_heads", "halt_max_steps", "num_puzzle_identifiers", *optional):
             value = getattr(self, field)
+            if value is None and field in optional:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                fail(field, f"must be a positive integer, got {value!r}")
-        if self.solve_max_steps is not None and (not isinstance(self.solve_max_steps, int)
-                                                 or isinstance(self.solve_max_steps, bool) or self.solve_max_steps < 1):
-            fail("solve_max_steps", f"must be a positive integer or None, got {self.solve_max_steps!r}")
+                fail(field, f"must be a positive integer{' or None' if field in optional else ''}, got {value!r}")
         if not isinstance(self.puzzle_emb_len, int) or self.puzzle_emb_len < 0:
             fail("puzzle_emb_len", f"must be a non-negative integer, got {self.puzzle_emb_len!r}")
         if self.mixer not in MIXERS:

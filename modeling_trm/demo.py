@@ -173,10 +173,9 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
     model_dir = out / "model"
     ema_model = TRMForGridReasoning.from_pretrained(model_dir).eval()
     demo_settings = recipe.get("demo") or {}
-    # a recipe may train with fewer supervision steps than it solves with (demo: N_sup 2, solve_max_steps 16)
-    score_steps = ema_model.config.default_solve_steps
-    results = score(ema_model, dataset["test"], metadata, out / "data", dtype=demo_settings.get("eval_dtype", "fp32"),
-                    max_steps=score_steps)
+    results = score(ema_model, dataset["test"], metadata, out / "data", dtype=demo_settings.get("eval_dtype", "fp32"))
+    # the model's default_solve_steps: a recipe may train with fewer (demo: N_sup 2, solve_max_steps 16)
+    score_steps = results["protocol"]["max_steps"]
     results["training"] = {"recipe": recipe["name"], "steps": trained["global_step"], "max_steps": max_steps,
                            "cut_short_by_minutes": minutes if cut_short else None,
                            "train_time_s": round(train_time, 1), "curve_eval_time_s": curve_time,
@@ -188,7 +187,7 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
                               f" ({results['protocol']['dtype']})")
 
     symbols = list(metadata.id_to_symbol)
-    draw(ema_model, dataset["test"], results, out, symbols, size, max_steps=score_steps)
+    draw(ema_model, dataset["test"], results, out, symbols, size)
     _phase("pictures", start, f"{out / 'refinement.png'}, {out / 'accuracy_vs_steps.png'}")
 
     reloaded = AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval()
@@ -197,7 +196,7 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
     unseen = generate_sudoku_splits(size, 0, 3, seed=seed + 10_000, num_blanks=data_args.get("num_blanks"),
                                     blank_range=None if spread is None else tuple(spread))["test"]
     encoded = encode_rows(unseen)
-    solved = reloaded.solve(torch.tensor(encoded["input_ids"]), halting="act", max_steps=score_steps)
+    solved = reloaded.solve(torch.tensor(encoded["input_ids"]), halting="act")
     for question, answer, prediction, steps in zip(encoded["input_ids"], encoded["labels"],
                                                    solved.predictions.tolist(), solved.steps.tolist()):
         verdict = "correct" if prediction == answer else "wrong"
@@ -245,27 +244,25 @@ def write_results_and_card(model_dir: Path, results: dict[str, Any], recipe: dic
     card.save(model_dir / "README.md")
 
 
-def score(model: Any, test: Any, metadata: Any, dataset_path: Path | None = None, dtype: str = "fp32",
-          max_steps: int | None = None) -> dict[str, Any]:
-    """`trm eval`'s results for the test split: paper protocol (every one of `max_steps` steps, default the
-    model's `default_solve_steps`), ACT read off the same pass.
+def score(model: Any, test: Any, metadata: Any, dataset_path: Path | None = None, dtype: str = "fp32") -> dict[str, Any]:
+    """`trm eval`'s results for the test split: paper protocol (every one of the model's `default_solve_steps`),
+    ACT read off the same pass.
 
     Scored in fp32 by default whatever the training dtype: the numbers then do not depend on the CPU's bf16
     units. A recipe may ask for `demo.eval_dtype: "auto"` where fp32 would cost too long (1,000 9x9 puzzles:
     about 3x the bf16 time); the results file records the dtype used."""
     from .evaluation import evaluate_model
 
-    return evaluate_model(model, test, metadata, halting="max", max_steps=max_steps, dtype=dtype, progress=False,
+    return evaluate_model(model, test, metadata, halting="max", dtype=dtype, progress=False,
                           dataset_path=dataset_path, split="test")
 
 
-def draw(model: Any, test: Any, results: dict[str, Any], out: Path, symbols: list[str], size: int,
-         max_steps: int | None = None) -> None:
+def draw(model: Any, test: Any, results: dict[str, Any], out: Path, symbols: list[str], size: int) -> None:
     from .visualize import plot_accuracy_by_steps, plot_refinement
 
     inputs = torch.tensor(test["input_ids"][:64])
     labels = torch.tensor(test["labels"][:64])
-    solved = model.solve(inputs, halting="act", max_steps=max_steps, return_trajectory=True)
+    solved = model.solve(inputs, halting="act", return_trajectory=True)
     # a puzzle the model gets right after visibly refining it, if there is one
     improved = [i for i in range(len(inputs)) if bool((solved.predictions[i] == labels[i]).all())
                 and not bool((solved.trajectory[i, 0] == labels[i]).all())]
