@@ -153,13 +153,26 @@ def test_verdict_compares_seed_ranges_with_the_baseline() -> None:
     assert "| a |" in table and "reproduced" in table
 
 
-def test_run_ablation_writes_json_table_and_chart_and_resumes(tmp_path, capsys) -> None:
-    from modeling_trm.ablation import run_ablation
-
+def tiny_ablation_recipe() -> dict:
+    """The demo recipe shrunk to 4x4 puzzles and a 16-wide model: ablation runs of a few steps in seconds."""
     recipe = load_recipe("demo")
     recipe["data"]["args"].update(size=4, num_train=64, num_test=8)
     recipe["model"]["overrides"].update(hidden_size=16, H_cycles=2, L_cycles=1, halt_max_steps=2)
     recipe["training"].update(global_batch_size=8, auto_bf16=False, warmup_steps=1)
+    return recipe
+
+
+def same_weights(run_a, run_b) -> bool:
+    """Whether two ablation runs saved bit-identical weights."""
+    first = load_file(run_a / "model" / "model.safetensors")
+    second = load_file(run_b / "model" / "model.safetensors")
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_run_ablation_writes_json_table_and_chart_and_resumes(tmp_path, capsys) -> None:
+    from modeling_trm.ablation import run_ablation
+
+    recipe = tiny_ablation_recipe()
     variants = (variant_by_name(BASELINE), variant_by_name("full-backprop"))
     out = tmp_path / "ablate"
     summary = run_ablation(out, recipe, variants, steps=2, seeds=2)
@@ -175,9 +188,8 @@ def test_run_ablation_writes_json_table_and_chart_and_resumes(tmp_path, capsys) 
     assert run["steps"] == 2 and config["ablation"] == "full-backprop" and config["backprop_all_cycles"]
     # same seed, same weights: every run is seeded (initial weights included), so reruns are reproducible
     run_ablation(tmp_path / "again", recipe, variants[:1], steps=2, seeds=1)
+    assert same_weights(out / "runs" / "baseline-seed0", tmp_path / "again" / "runs" / "baseline-seed0")
     first = load_file(out / "runs" / "baseline-seed0" / "model" / "model.safetensors")
-    second = load_file(tmp_path / "again" / "runs" / "baseline-seed0" / "model" / "model.safetensors")
-    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
     other_seed = load_file(out / "runs" / "baseline-seed1" / "model" / "model.safetensors")
     assert not torch.equal(first["lm_head.weight"], other_seed["lm_head.weight"])
     # a second call with the same settings trains nothing; other settings are refused
@@ -193,10 +205,7 @@ def test_parallel_runs_train_the_same_weights_as_one_at_a_time(tmp_path, capsys)
 
     from modeling_trm.ablation import run_ablation
 
-    recipe = load_recipe("demo")
-    recipe["data"]["args"].update(size=4, num_train=64, num_test=8)
-    recipe["model"]["overrides"].update(hidden_size=16, H_cycles=2, L_cycles=1, halt_max_steps=2)
-    recipe["training"].update(global_batch_size=8, auto_bf16=False, warmup_steps=1)
+    recipe = tiny_ablation_recipe()
     variants = (variant_by_name(BASELINE), variant_by_name("single-latent"))
     threads = max(1, (os.cpu_count() or 1) // 2)  # what each of 2 workers gets
     before = torch.get_num_threads()
@@ -211,9 +220,7 @@ def test_parallel_runs_train_the_same_weights_as_one_at_a_time(tmp_path, capsys)
     assert printed.count(": exact ") == 4 and f"on {threads} thread(s)" in printed
     assert {row["name"]: row["seeds"] for row in summary["rows"]} == {BASELINE: [0, 1], "single-latent": [0, 1]}
     for run in ("baseline-seed0", "baseline-seed1", "single-latent-seed0", "single-latent-seed1"):
-        serial = load_file(tmp_path / "serial" / "runs" / run / "model" / "model.safetensors")
-        parallel = load_file(tmp_path / "parallel" / "runs" / run / "model" / "model.safetensors")
-        assert serial.keys() == parallel.keys() and all(torch.equal(serial[k], parallel[k]) for k in serial), run
+        assert same_weights(tmp_path / "serial" / "runs" / run, tmp_path / "parallel" / "runs" / run), run
         result = json.loads((tmp_path / "parallel" / "runs" / run / "result.json").read_text())
         assert result["torch_threads"] == threads and result["steps"] == 3
     with pytest.raises(ValueError, match="jobs"):
