@@ -16,7 +16,7 @@ import statistics
 import torch
 
 from modeling_trm import TRMConfig
-from modeling_trm.ablation import VARIANTS, base_model_settings, variant_recipe
+from modeling_trm.experiments.ablation import VARIANTS, base_model_settings, variant_recipe
 from modeling_trm.recipes_io import load_recipe
 
 from .step_time import time_config_steps

@@ -45,7 +45,7 @@ def _recipe_key() -> str:
 def demo_puzzles() -> dict[str, dict[str, torch.Tensor]]:
     """Generated 4x4 puzzles as token ids (0 pad, 1 blank, 2..5 digits): train and test splits."""
     from modeling_trm.data.generate_sudoku import generate_sudoku_splits
-    from modeling_trm.demo import encode_rows
+    from modeling_trm.experiments.demo import encode_rows
 
     splits = generate_sudoku_splits(DEMO_DATA["size"], DEMO_DATA["num_train"], DEMO_DATA["num_test"],
                                     seed=DEMO_DATA["seed"])
@@ -60,7 +60,7 @@ def train_demo_model(puzzles: dict[str, dict[str, torch.Tensor]], workdir: str) 
     """Train the tiny model with TRMTrainer in fp32; returns the EMA model (what is evaluated and saved)."""
     import datasets
 
-    from modeling_trm.trainer import TRMTrainer, TRMTrainingArguments
+    from modeling_trm.training.trainer import TRMTrainer, TRMTrainingArguments
 
     train = puzzles["train"]
     dataset = datasets.Dataset.from_dict({"input_ids": train["input_ids"].tolist(), "labels": train["labels"].tolist(),

@@ -41,7 +41,7 @@ def probe_in_subprocess(preset: str, batch_size: int, implementation: str, dtype
                         steps: int = 2, timeout: float = 600) -> dict:
     """Run `probe` in a fresh Python process (same interpreter, repository root as cwd)."""
     root = Path(__file__).resolve().parent.parent
-    command = [sys.executable, "-m", "benchmarks.memory_probe", "--preset", preset, "--batch-size", str(batch_size),
+    command = [sys.executable, "-m", f"{__package__}.memory_probe", "--preset", preset, "--batch-size", str(batch_size),
                "--impl", implementation, "--dtype", dtype, "--steps", str(steps)]
     result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:

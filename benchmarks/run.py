@@ -43,6 +43,7 @@ import torch
 from modeling_trm import TRMConfig
 from modeling_trm.data.atomic import write_text_atomically
 from modeling_trm.flops import forward_step_flops, training_step_flops
+from modeling_trm.threads import apply_thread_choice
 
 from . import act_demo
 from .matmul_peak import measure_peaks
@@ -441,17 +442,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smaller plan (under 2 minutes on 2 idle cores)")
     parser.add_argument("--json", default=None, help="write the records here (atomically)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: OMP_NUM_THREADS if set, else the automatic count of "
+                             "modeling_trm/threads.py: CPUs usable and left idle by other processes)")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     return parser
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    choice = apply_thread_choice(args.threads)
     result = run_suite(default_plan(args.quick))
+    result["threads"] = choice.record()
     if args.markdown:
         print(markdown_table(result["records"]))
     if args.json:

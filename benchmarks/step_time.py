@@ -17,7 +17,7 @@ import torch
 
 from modeling_trm import TRMConfig, TRMForGridReasoning
 from modeling_trm.flops import training_step_flops
-from modeling_trm.optim import TRMOptimizer, build_param_groups
+from modeling_trm.training.optim import TRMOptimizer, build_param_groups
 
 
 def time_training_step(preset: str, batch_size: int, dtype: str, repeats: int, warmup: int = 1) -> list[float]:
@@ -25,8 +25,12 @@ def time_training_step(preset: str, batch_size: int, dtype: str, repeats: int, w
 
 
 def time_config_steps(config: TRMConfig, batch_size: int, dtype: str, repeats: int, warmup: int = 1,
-                      learning_rate: float = 1e-4, weight_decay: float = 1.0) -> list[float]:
-    """Seconds of each timed step (after `warmup` untimed ones) on random tokens, carry kept across steps."""
+                      learning_rate: float = 1e-4, weight_decay: float = 1.0,
+                      max_seconds: float | None = None) -> list[float]:
+    """Seconds of each timed step (after `warmup` untimed ones) on random tokens, carry kept across steps.
+
+    With `max_seconds`, fewer than `repeats` steps are timed once that much time has passed since the first
+    step (warm-up included) and at least one step is timed: a bound for very slow (contended) settings."""
     torch.manual_seed(0)
     model = TRMForGridReasoning(config).train()
     optimizer = TRMOptimizer(build_param_groups(model, learning_rate, weight_decay, learning_rate, weight_decay))
@@ -34,6 +38,7 @@ def time_config_steps(config: TRMConfig, batch_size: int, dtype: str, repeats: i
     labels = torch.randint(2, config.vocab_size, (batch_size, config.seq_len))
     state = None
     times = []
+    began = time.perf_counter()
     for index in range(warmup + repeats):
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
@@ -44,6 +49,8 @@ def time_config_steps(config: TRMConfig, batch_size: int, dtype: str, repeats: i
         state = out.state
         if index >= warmup:
             times.append(time.perf_counter() - start)
+            if max_seconds is not None and time.perf_counter() - began > max_seconds:
+                break
     return times
 
 

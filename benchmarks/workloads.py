@@ -13,7 +13,7 @@ from contextlib import nullcontext
 import torch
 
 from modeling_trm import TRMConfig, TRMForGridReasoning
-from modeling_trm.optim import TRMOptimizer, build_param_groups
+from modeling_trm.training.optim import TRMOptimizer, build_param_groups
 
 from .baseline import PlainTRM, plain_optimizer
 

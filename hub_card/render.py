@@ -82,6 +82,8 @@ TRAINING_LABELS = {
     "curve_eval_time_s": "Of which learning-curve evaluations (s)",
     "torch_num_threads": "CPU threads (torch)",
     "torch_threads": "CPU threads (torch)",
+    "threads.count": "CPU threads (torch)",
+    "threads.reason": "Why that many CPU threads",
     "world_size": "Processes",
     "device": "Device",
     "hardware": "Hardware",

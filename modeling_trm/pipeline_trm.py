@@ -17,6 +17,10 @@ q_halt logit) and, for Sudoku and maze models, `valid` (a legal complete Sudoku 
 a shortest S-to-G maze path). `halting="act"` (default: stop once q_halt > 0) or `"max"` and
 `max_steps=` go to `solve`; `batch_size=` and `device=` work as in other pipelines.
 
+On CPU the first call picks torch's thread count as the `trm` commands do (`threads.py`: the CPUs this
+process may use and other processes leave idle), unless the user set it (`torch.set_num_threads`,
+`OMP_NUM_THREADS`) or a command already chose; the choice is logged at info level.
+
 This file is copied next to saved checkpoints (`save_pretrained` records it in `custom_pipelines`), so
 it imports only torch, numpy, transformers and modules of its own folder.
 """
@@ -32,14 +36,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from transformers import AutoModel, Pipeline
+from transformers.utils import logging
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .arc_canvas import arc_grid_to_canvas, crop_arc_prediction
 from .grid_checks import is_shortest_maze_path, valid_sudoku_rows
 from .puzzle_text import encode_puzzle, render_answer, symbol_lookup
+from .threads import apply_thread_choice
 
 TASK = "grid-reasoning"
+logger = logging.get_logger(__name__)
 HALTING_MODES = ("act", "max")
 
 
@@ -149,6 +156,10 @@ class GridReasoningPipeline(Pipeline):
 
     def _forward(self, model_inputs: dict[str, torch.Tensor], halting: str = "act",
                  max_steps: int | None = None) -> dict[str, torch.Tensor]:
+        if self.device.type == "cpu" and not getattr(self, "_threads_chosen", False):
+            # the first CPU solve starts torch's thread pool: size it to the CPUs actually available
+            logger.info(apply_thread_choice(announce=False).line())
+            self._threads_chosen = True
         input_ids = model_inputs["input_ids"]
         solved = self.model.solve(input_ids, max_steps=max_steps, halting=halting)
         return {"input_ids": input_ids, "predictions": solved.predictions, "steps": solved.steps,

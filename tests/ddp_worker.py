@@ -8,7 +8,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 torch.set_num_threads(1)
 
-from modeling_trm.trainer import TRMTrainer, TRMTrainingArguments  # noqa: E402
+from modeling_trm.training.trainer import TRMTrainer, TRMTrainingArguments  # noqa: E402
 from test_trainer import random_dataset  # noqa: E402
 from tiny_models import tiny_model  # noqa: E402
 

@@ -49,7 +49,7 @@ def write_recipe(path: Path, **training: Any) -> Path:
 
 def build_dataset(recipe: Path, out: Path) -> Path:
     """The recipe's dataset, built once in this process (the runs then read it with --dataset)."""
-    from modeling_trm.data.cli import build_from_recipe
+    from modeling_trm.data.build import build_from_recipe
 
     build_from_recipe(json.loads(recipe.read_text())["data"], out, progress=False)
     return out
@@ -83,9 +83,10 @@ def torchrun_command(nproc: int, *train_args: str) -> list[str]:
             "127.0.0.1", "--master_port", str(free_port()), *train_args]
 
 
-def run(command: list[str], fault: str | None = None, **kwargs: Any) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=process_env(fault),
-                          **kwargs)
+def run(command: list[str], fault: str | None = None, env_extra: dict[str, str] | None = None,
+        **kwargs: Any) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,
+                          env={**process_env(fault), **(env_extra or {})}, **kwargs)
 
 
 def free_port() -> int:

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_trm import TRMConfig
-from modeling_trm.ablation import BASELINE, VARIANTS, markdown_table, variant_by_name, variant_recipe, verdict
-from modeling_trm.evaluation import detect_preset
+from modeling_trm.experiments.ablation import BASELINE, VARIANTS, markdown_table, variant_by_name, variant_recipe, verdict
+from modeling_trm.inference.evaluation import detect_preset
 from modeling_trm.modeling_trm import TRMForGridReasoning
 from modeling_trm.recipes_io import load_recipe
 from tiny_models import random_batch, tiny_model
@@ -170,7 +170,7 @@ def same_weights(run_a, run_b) -> bool:
 
 
 def test_run_ablation_writes_json_table_and_chart_and_resumes(tmp_path, capsys) -> None:
-    from modeling_trm.ablation import run_ablation
+    from modeling_trm.experiments.ablation import run_ablation
 
     recipe = tiny_ablation_recipe()
     variants = (variant_by_name(BASELINE), variant_by_name("full-backprop"))
@@ -203,7 +203,7 @@ def test_run_ablation_writes_json_table_and_chart_and_resumes(tmp_path, capsys) 
 def test_parallel_runs_train_the_same_weights_as_one_at_a_time(tmp_path, capsys) -> None:
     import os
 
-    from modeling_trm.ablation import run_ablation
+    from modeling_trm.experiments.ablation import run_ablation
 
     recipe = tiny_ablation_recipe()
     variants = (variant_by_name(BASELINE), variant_by_name("single-latent"))
@@ -228,7 +228,7 @@ def test_parallel_runs_train_the_same_weights_as_one_at_a_time(tmp_path, capsys)
 
 
 def test_budget_minutes_become_a_fixed_step_count_from_the_cost_model() -> None:
-    from modeling_trm.ablation import (DEFAULT_SEEDS, DEFAULT_STEPS, IDLE_SECONDS_PER_BASELINE_STEP, Variant,
+    from modeling_trm.experiments.ablation import (DEFAULT_SEEDS, DEFAULT_STEPS, IDLE_SECONDS_PER_BASELINE_STEP, Variant,
                                        steps_for_budget)
 
     base = {"num_layers": 2, "H_cycles": 3, "L_cycles": 6}

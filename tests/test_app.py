@@ -1,4 +1,4 @@
-"""The demo app (`trm app`, `modeling_trm/app.py`): puzzle parsing, the step panels, and one solve in a real browser.
+"""The demo app (`trm app`, `modeling_trm/inference/app.py`): puzzle parsing, the step panels, and one solve in a real browser.
 
 The browser test drives a headless Chromium from the system packages (`apt-get install chromium`;
 Playwright's own browser downloads are not used) through Playwright against `trm app` running in a
@@ -24,11 +24,11 @@ import torch
 from hub_fixtures import stop_process
 
 from modeling_trm import TRMForGridReasoning
-from modeling_trm.app import (EXAMPLE_PUZZLES, PuzzleError, Refinement, answer_text, encode_puzzle, refine,
+from modeling_trm.inference.app import (EXAMPLE_PUZZLES, PuzzleError, Refinement, answer_text, encode_puzzle, refine,
                               steps_html, summary)
 from tiny_models import tiny_config, tiny_model
 
-APP_SOURCE = Path(__file__).resolve().parents[1] / "modeling_trm" / "app.py"
+APP_SOURCE = Path(__file__).resolve().parents[1] / "modeling_trm" / "inference" / "app.py"
 QUESTION, SOLUTION = EXAMPLE_PUZZLES[0]  # the built-in 4x4 example
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -149,7 +149,7 @@ def served_app(browser_path, tmp_path):
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
                PYTHONUNBUFFERED="1")
     with open(log, "w") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "modeling_trm.cli", "app", str(folder), "--port", str(port),
+        process = subprocess.Popen([sys.executable, "-m", "modeling_trm.commands", "app", str(folder), "--port", str(port),
                                     "--step-delay", "0"], stdout=sink, stderr=subprocess.STDOUT, env=env)
     try:
         url = f"http://127.0.0.1:{port}/"

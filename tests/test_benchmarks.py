@@ -12,10 +12,10 @@ import json
 import pytest
 import torch
 
-from benchmarks import run as bench
-from benchmarks.baseline import PlainTRM, plain_optimizer
-from benchmarks.measure import peak_rss_mb, reset_peak_rss, time_runs
-from benchmarks.workloads import baseline_training_step, package_training_step, saved_activation_bytes
+from modeling_trm.benchmarks import run as bench
+from modeling_trm.benchmarks.baseline import PlainTRM, plain_optimizer
+from modeling_trm.benchmarks.measure import peak_rss_mb, reset_peak_rss, time_runs
+from modeling_trm.benchmarks.workloads import baseline_training_step, package_training_step, saved_activation_bytes
 from modeling_trm import TRMConfig, TRMForGridReasoning
 from modeling_trm.flops import forward_step_flops, net_call_flops, training_step_flops
 from modeling_trm.modeling_trm import _AddRMSNorm, _SwiGLUActivation
@@ -169,7 +169,7 @@ def test_json_is_written_atomically(tmp_path) -> None:
 
 
 def test_cli_parser_and_subcommand(monkeypatch) -> None:
-    from modeling_trm.cli import main
+    from modeling_trm.commands import main
 
     args = bench.build_parser().parse_args(["--quick", "--json", "x.json"])
     assert args.quick and args.json == "x.json"
@@ -221,7 +221,7 @@ def test_bf16_fast_path_stays_close_to_fp32(mixer: str) -> None:
 
 
 def test_memory_probe_reports_the_step_peak_above_the_set_up() -> None:
-    from benchmarks.memory_probe import probe
+    from modeling_trm.benchmarks.memory_probe import probe
 
     result = probe("sudoku-mlp", 2, "package", "bf16", steps=1)
     assert result["peak_rss_mb"] >= result["rss_ready_mb"] > 0

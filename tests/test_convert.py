@@ -25,9 +25,9 @@ from safetensors.torch import save_file
 from transformers import AutoModel
 
 from modeling_trm import TRMForGridReasoning
+from modeling_trm.commands.convert import add_subcommands
 from modeling_trm.convert import (
     ReferenceCheckpointError,
-    add_subcommands,
     convert_reference_checkpoint,
     convert_reference_state_dict,
     export_reference_state_dict,

@@ -8,8 +8,9 @@ import datasets
 import pytest
 import torch
 
-from modeling_trm.curriculum import CurriculumStream, count_blanks, max_blanks_at
-from modeling_trm.trainer import SampleStream, TRMTrainer, TRMTrainingArguments
+from modeling_trm.training.curriculum import CurriculumStream, count_blanks, max_blanks_at
+from modeling_trm.training.sample_stream import SampleStream
+from modeling_trm.training.trainer import TRMTrainer, TRMTrainingArguments
 from tiny_models import tiny_model
 
 BLANK, DIGIT = 1, 2

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from modeling_trm.configuration_trm import TRMConfig
-from modeling_trm.data.cli import add_subcommands
+from modeling_trm.commands.data import add_subcommands
 from modeling_trm.data.metadata import load_trm_dataset
 from modeling_trm.data.puzzle_csv import iter_puzzle_csv
 
@@ -83,7 +83,7 @@ def test_arc_needs_exactly_one_source():
 
 
 def test_build_from_recipe(tmp_path):
-    from modeling_trm.data.cli import build_from_recipe
+    from modeling_trm.data.build import build_from_recipe
     from modeling_trm.data.generate_maze import generate_maze_splits
     from modeling_trm.data.puzzle_csv import write_puzzle_csv
 
@@ -107,7 +107,7 @@ def test_build_from_recipe(tmp_path):
 
 
 def test_generated_sudoku_recipe_spreads_blanks_augments_and_records_the_generator(tmp_path):
-    from modeling_trm.data.cli import build_from_recipe
+    from modeling_trm.data.build import build_from_recipe
 
     recipe = {"builder": "generated-sudoku",
               "args": {"size": 4, "num_train": 6, "num_test": 3, "blank_range": [5, 8], "num_aug": 1, "seed": 2}}

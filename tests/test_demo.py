@@ -10,10 +10,10 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModel
 
-from modeling_trm.cli import main
-from modeling_trm import demo as demo_module
-from modeling_trm.demo import run_demo
-from modeling_trm.evaluation import resolve_dtype
+from modeling_trm.commands import main
+from modeling_trm.experiments import demo as demo_module
+from modeling_trm.experiments.demo import run_demo
+from modeling_trm.inference.evaluation import resolve_dtype
 
 
 def test_demo_writes_a_loadable_model_results_and_pictures(tmp_path, capsys) -> None:

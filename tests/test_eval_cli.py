@@ -1,4 +1,4 @@
-"""`trm eval` and `modeling_trm.evaluation`: the results file, numbers checked by hand and against the
+"""`trm eval` and `modeling_trm.inference.evaluation`: the results file, numbers checked by hand and against the
 metric functions on `solve` output, ARC voting through the evaluator, and checks that run before compute."""
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from modeling_trm.data.metadata import load_trm_dataset, save_trm_dataset
 from modeling_trm.data.puzzle_csv import write_puzzle_csv
 from modeling_trm.data.sudoku import build_sudoku_dataset
 from modeling_trm.data.tables import dataset_from_columns, grid_features
-from modeling_trm.evaluation import (
+from modeling_trm.inference.evaluation import (
     accuracy_by_rating,
-    add_subcommands,
     check_compatibility,
     evaluate_model,
     resolve_dtype,
     split_sha256,
     write_results,
 )
+from modeling_trm.commands.eval import add_subcommands
 from modeling_trm.hub_card.render import check_results
 from modeling_trm.metrics import grid_accuracy, sudoku_validity
 
@@ -93,6 +93,8 @@ def test_trm_eval_writes_every_field_of_the_schema(sudoku_dir, model_dir, tmp_pa
     assert dataset["path"] == str(sudoku_dir.resolve()) and dataset["revision"] is None
     assert dataset["num_examples"] == NUM_TEST
     assert re.fullmatch(r"[0-9a-f]{64}", dataset["sha256"]) and dataset["sha256"] == split_sha256(split["test"])
+    threads = results["protocol"].pop("threads")  # how the count was chosen: tests/test_threads.py
+    assert threads["count"] == torch.get_num_threads() and threads["reason"]
     assert results["protocol"] == {"halting": "max", "max_steps": 4, "batch_size": 10,
                                    "dtype": resolve_dtype("auto", torch.device("cpu")), "device": "cpu",
                                    "torch_threads": torch.get_num_threads(), "limit": None, "slot_refill": False}

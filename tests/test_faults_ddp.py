@@ -7,15 +7,17 @@ while the others wait; a rank killed mid-run fails the whole job, and `--resume`
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from fault_runs import MAX_STEPS, assert_same_checkpoint, free_port, run, torchrun_command, train_command, \
     write_recipe
 from modeling_trm.data.metadata import load_trm_dataset
-from modeling_trm.trainer import last_complete_checkpoint
+from modeling_trm.training.trainer import last_complete_checkpoint
 
 pytestmark = pytest.mark.faults
 
@@ -65,3 +67,36 @@ def test_accelerate_launch_builds_once_and_matches_torchrun(torchrun_reference, 
     assert result.returncode == 0, result.stderr[-4000:]
     assert_same_checkpoint(torchrun_reference["run"] / f"checkpoint-{MAX_STEPS}",
                            tmp_path / "run" / f"checkpoint-{MAX_STEPS}")
+
+
+def write_recipe_without_use_cpu(path: Path) -> Path:
+    """The tiny recipe as a user would write it for any machine: no `use_cpu`."""
+    recipe = json.loads(write_recipe(path).read_text())
+    del recipe["training"]["use_cpu"]
+    path.write_text(json.dumps(recipe))
+    return path
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine (no accelerator)")
+def test_torchrun_without_use_cpu_joins_the_process_group_on_a_cpu_only_machine(torchrun_reference, tmp_path) -> None:
+    """Regression: without --use-cpu no process group formed on a CPU-only machine; rank 1 raced rank 0 to
+    build OUT/dataset and died with FileExistsError. Now the same run as with use_cpu, to the byte."""
+    recipe = write_recipe_without_use_cpu(tmp_path / "recipe.json")
+    result = run(torchrun_command(2, *train_command(recipe, tmp_path / "run")))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert_same_checkpoint(torchrun_reference["run"] / f"checkpoint-{MAX_STEPS}",
+                           tmp_path / "run" / f"checkpoint-{MAX_STEPS}")
+
+
+def test_accelerate_launch_with_no_flags_as_the_readme_writes_it(tmp_path) -> None:
+    """`accelerate launch $(which trm) train ...` with no accelerate config and no flags: on a CPU-only machine
+    accelerate starts one process (multi-process CPU needs --multi_gpu or mpirun); it trains exactly as `trm train`."""
+    recipe = write_recipe_without_use_cpu(tmp_path / "recipe.json")
+    env_free = {"HF_HOME": str(tmp_path / "hf")}  # no accelerate config file from the user's home
+    launched = run([sys.executable, "-m", "accelerate.commands.launch", *train_command(recipe, tmp_path / "launched")],
+                   env_extra=env_free)
+    assert launched.returncode == 0, launched.stderr[-4000:]
+    plain = run(train_command(recipe, tmp_path / "plain"))
+    assert plain.returncode == 0, plain.stderr[-4000:]
+    assert_same_checkpoint(tmp_path / "plain" / f"checkpoint-{MAX_STEPS}",
+                           tmp_path / "launched" / f"checkpoint-{MAX_STEPS}")

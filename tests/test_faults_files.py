@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from tiny_models import tiny_model
 
 from modeling_trm import TRMForGridReasoning
-from modeling_trm.cli import main
+from modeling_trm.commands import main
 from modeling_trm.convert import export_reference_state_dict
 from modeling_trm.data.generate_sudoku import generate_sudoku_splits
 from modeling_trm.data.metadata import save_trm_dataset

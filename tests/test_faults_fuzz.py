@@ -23,13 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tiny_models import tiny_config, tiny_model
 
-from modeling_trm.cli import main
+from modeling_trm.commands import main
 from modeling_trm.configuration_trm import MAZE_SYMBOLS
 from modeling_trm.data.arc import build_arc_dataset, load_kaggle_tasks
 from modeling_trm.data.errors import DataFormatError
 from modeling_trm.data.maze import build_maze_dataset
 from modeling_trm.data.sudoku import build_sudoku_dataset
-from modeling_trm.solve_cli import PuzzleInputError, read_puzzles
+from modeling_trm.commands.solve import PuzzleInputError, read_puzzles
 
 pytestmark = pytest.mark.faults
 

@@ -1,7 +1,7 @@
 """Fault injection, interrupted data builds and evaluations (issue 15, scenario 5).
 
 `trm data build` and `trm eval` run as real processes and are killed with SIGKILL mid-write: at each
-point of `modeling_trm.data.atomic.KILL_POINTS` (the documented `TRM_FAULT_KILL_AT` hook, so the kill
+point of `modeling_trm.data.atomic.KILL_POINTS` (the documented `TRM_FAULT_INJECT=kill:POINT` hook, so the kill
 lands exactly there), and at seeded delays after the staging folder appears (polled, as a user's
 Ctrl-C or an OOM kill would land anywhere). After every kill the output path holds nothing, the
 previous complete result, or the complete new one; re-running gives the bytes of an uninterrupted
@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 from tiny_models import tiny_model
 
-from modeling_trm.cli import main
-from modeling_trm.data.atomic import KILL_POINT_ENV, KILL_POINTS
+from modeling_trm.commands import main
+from modeling_trm.data.atomic import KILL_POINTS
+from modeling_trm.faults import FAULT_ENV
 from modeling_trm.data.generate_sudoku import generate_sudoku_splits
 from modeling_trm.data.puzzle_csv import write_puzzle_csv
 
@@ -46,10 +47,10 @@ def comparable(results_path: Path) -> dict:
 
 def trm_process(argv: list[str], kill_at: str | None = None) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    env.pop(KILL_POINT_ENV, None)
+    env.pop(FAULT_ENV, None)
     if kill_at is not None:
-        env[KILL_POINT_ENV] = kill_at
-    return subprocess.Popen([sys.executable, "-m", "modeling_trm.cli", *argv], env=env,
+        env[FAULT_ENV] = f"kill:{kill_at}"
+    return subprocess.Popen([sys.executable, "-m", "modeling_trm.commands", *argv], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -185,3 +186,26 @@ def test_eval_killed_mid_write_keeps_the_previous_results(how, eval_inputs, tmp_
         assert out.read_bytes() == previous or comparable(out) == comparable(eval_inputs["uninterrupted"])
     assert main(argv) == 0  # rerun
     assert comparable(out) == comparable(eval_inputs["uninterrupted"])
+
+
+def test_rerun_removes_the_hidden_staging_leftovers_of_a_killed_build(csv_dir, tmp_path) -> None:
+    out = tmp_path / "data"
+    argv = [*BUILD, "--csv-dir", str(csv_dir), "--out", str(out), "--seed", "1"]
+    process = trm_process(argv, kill_at="staging-complete")
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == KILLED, stderr
+    assert list(tmp_path.glob(".data.*.tmp")) and not out.exists()  # the killed build's complete staging folder
+    assert main(argv) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # the rerun cleared it
+
+
+def test_staging_of_a_live_writer_is_kept(tmp_path) -> None:
+    from modeling_trm.data.atomic import remove_stale_staging
+
+    live = tmp_path / f".data.{os.getpid()}.abc123.tmp"
+    dead = tmp_path / ".data.999999999.abc123.tmp"  # above any pid_max: no such process
+    unrelated = tmp_path / ".data.notes.tmp"
+    for folder in (live, dead, unrelated):
+        folder.mkdir()
+    assert remove_stale_staging(tmp_path / "data") == [dead]
+    assert live.is_dir() and unrelated.is_dir() and not dead.exists()

@@ -18,7 +18,7 @@ import pytest
 from fault_runs import MAX_STEPS, SAVE_STEPS, assert_same_checkpoint, build_dataset, run, start, train_command, \
     write_recipe
 from modeling_trm.faults import FAULT_POINTS
-from modeling_trm.trainer import COMPLETE_MARKER, checkpoint_folders, last_complete_checkpoint
+from modeling_trm.training.trainer import COMPLETE_MARKER, checkpoint_folders, last_complete_checkpoint
 
 pytestmark = pytest.mark.faults
 KILLED = -signal.SIGKILL
@@ -156,7 +156,7 @@ def test_an_explicit_partial_checkpoint_is_refused(tmp_path) -> None:
 def test_a_checkpoint_written_again_is_not_marked_complete_while_it_is_rewritten(tmp_path, monkeypatch) -> None:
     # a second run into the same folder rewrote checkpoint-2 in place under the old marker: a crash there
     # left a "complete" checkpoint mixing two runs' files. Now the folder is cleared before it is written.
-    from modeling_trm import trainer as trainer_module
+    from modeling_trm.training import trainer as trainer_module
     from test_trainer import make_trainer
 
     make_trainer(tmp_path, max_steps=2, save_strategy="steps", save_steps=2).train()

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from fault_runs import build_dataset, process_env, run, train_command, write_recipe
-from modeling_trm.train_cli import split_global_batch
-from modeling_trm.trainer import last_complete_checkpoint
+from modeling_trm.training.recipe_run import split_global_batch
+from modeling_trm.training.trainer import last_complete_checkpoint
 
 pytestmark = pytest.mark.faults
 HEADROOM = 1 << 30  # 1 GiB above what importing the training stack maps; a tiny run needs ~0.2 GiB of it
@@ -23,7 +23,7 @@ TOO_BIG_BATCH = 1 << 21  # its first activation alone (2M x 16 cells x 16 hidden
 
 def address_space_limit() -> int:
     """Virtual memory of a process that imported the training stack (differs between machines), plus HEADROOM."""
-    probe = ("import modeling_trm.cli, modeling_trm.trainer\n"
+    probe = ("import modeling_trm.commands, modeling_trm.training.trainer\n"
              "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmPeak')))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=process_env(),
                             check=True)
@@ -87,7 +87,7 @@ def test_resume_with_another_batch_layout_is_refused(tmp_path) -> None:
 def test_gather_rows_equals_datasets_indexing_also_on_views() -> None:
     # the stream gathers a batch in one Arrow take; `datasets`' row-by-row indexing aborted the process
     # (std::bad_alloc, no message) when a batch did not fit under the memory limit above
-    from modeling_trm.trainer import MODEL_COLUMNS, gather_rows
+    from modeling_trm.training.sample_stream import MODEL_COLUMNS, gather_rows
     from test_trainer import random_dataset
 
     dataset = random_dataset(rows=30)

@@ -8,10 +8,10 @@ import json
 
 import torch
 
-from modeling_trm.cli import main
-from modeling_trm.learning_curve import curve_points
+from modeling_trm.commands import main
+from modeling_trm.training.learning_curve import curve_points
 from test_train_cli import tiny_dataset_folder
-from modeling_trm.trainer import TRMTrainer, TRMTrainingArguments
+from modeling_trm.training.trainer import TRMTrainer, TRMTrainingArguments
 from test_trainer import make_trainer, random_dataset
 from tiny_models import tiny_model
 

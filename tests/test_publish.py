@@ -24,16 +24,17 @@ from hub_fixtures import read_request_log, run_hub_client, running_hub_server
 
 from modeling_trm import GridReasoningPipeline, TRMForGridReasoning
 from modeling_trm.data.metadata import DatasetMetadata, save_trm_dataset
-from modeling_trm.publish import ModelFolderError, add_subcommands, prepare_model_upload
+from modeling_trm.commands.push import add_subcommands
+from modeling_trm.publish import ModelFolderError, prepare_model_upload
 from modeling_trm.recipes_io import load_recipe
-from modeling_trm.trainer import TRMTrainer, TRMTrainingArguments
+from modeling_trm.training.trainer import TRMTrainer, TRMTrainingArguments
 from test_model_card import make_results
 from tiny_models import TINY_SUDOKU_SYMBOLS, tiny_model
 
 TESTS_DIR = Path(__file__).resolve().parent
 # the model code and what it imports: the grid-reasoning pipeline and its helpers
 CODE_FILES = ["arc_canvas.py", "configuration_trm.py", "grid_checks.py", "modeling_trm.py", "pipeline_trm.py",
-              "puzzle_text.py"]
+              "puzzle_text.py", "threads.py"]
 PUSHED_MODEL_FILES = sorted(["README.md", "config.json", "model.safetensors", "recipe.json", "results.json",
                              "train_results.json", *CODE_FILES])
 
@@ -209,7 +210,7 @@ def test_pushed_model_and_app_load_without_the_package_and_solve_identically(hub
     pushed = hub.client(f"""
 import argparse
 from huggingface_hub import HfApi
-from modeling_trm.publish import add_subcommands
+from modeling_trm.commands.push import add_subcommands
 parser = argparse.ArgumentParser(prog="trm")
 add_subcommands(parser.add_subparsers(required=True))
 args = parser.parse_args(["push", {str(model_dir.parent)!r}, "--repo-id", "org/trm-tiny", "--commit-message", "first",
@@ -284,7 +285,7 @@ emit({{"package_importable": package_importable, "module": type(model).__module_
     assert torch.allclose(torch.tensor(loaded["q_halt"]), paper.q_halt_logits, rtol=0, atol=1e-6)
     assert (loaded["act_predictions"], loaded["act_steps"]) == (act.predictions.tolist(), act.steps.tolist())
     # app.py: this package's demo file as it is, with what a Space installs to run it
-    assert loaded["app"] == (TESTS_DIR.parent / "modeling_trm" / "app.py").read_text(encoding="utf-8")
+    assert loaded["app"] == (TESTS_DIR.parent / "modeling_trm" / "inference" / "app.py").read_text(encoding="utf-8")
     assert sorted(line.split(">=")[0] for line in loaded["requirements"].split()) == ["gradio", "torch", "transformers"]
     assert loaded["app_model_module"].startswith("transformers_modules.")
     assert (loaded["app_final"], loaded["app_steps"]) == (act.predictions[0].tolist(), int(act.steps[0]))
@@ -365,7 +366,8 @@ import argparse, json
 import datasets
 from huggingface_hub import HfApi, hf_hub_download
 from modeling_trm.data.metadata import DatasetMetadata, load_trm_dataset, save_trm_dataset
-from modeling_trm.publish import add_data_push_parser, push_dataset_folder
+from modeling_trm.commands.push import add_data_push_parser
+from modeling_trm.publish import push_dataset_folder
 repo, api = "org/tiny-sudoku", HfApi()
 push_dataset_folder({str(folder)!r}, repo, max_shard_bytes=300)  # several small shards
 first_files = sorted(api.list_repo_files(repo, repo_type="dataset"))

@@ -7,8 +7,8 @@ import io
 import pytest
 import torch
 
-from modeling_trm.cli import main
-from modeling_trm.solve_cli import PuzzleInputError, read_puzzles, render_answer
+from modeling_trm.commands import main
+from modeling_trm.commands.solve import PuzzleInputError, read_puzzles, render_answer
 from tiny_models import tiny_config, tiny_model
 
 

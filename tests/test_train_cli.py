@@ -11,12 +11,12 @@ import torch
 import pytest
 from datasets import Features, Sequence, Value
 
-from modeling_trm.cli import main
+from modeling_trm.commands import main
 from modeling_trm.data.generate_sudoku import generate_sudoku_splits
 from modeling_trm.data.metadata import DatasetMetadata, save_trm_dataset
 from modeling_trm.recipes_io import available_recipes, load_recipe
-from modeling_trm.train_cli import RECIPE_ONLY_KEYS, apply_overrides, parse_overrides
-from modeling_trm.trainer import TRMTrainingArguments
+from modeling_trm.commands.train import RECIPE_ONLY_KEYS, apply_overrides, parse_overrides
+from modeling_trm.training.trainer import TRMTrainingArguments
 
 FEATURES = Features({"input_ids": Sequence(Value("int16"), length=16), "labels": Sequence(Value("int16"), length=16),
                      "puzzle_identifiers": Value("int32")})
@@ -148,7 +148,7 @@ def test_trm_train_reports_bad_recipes(tmp_path, capsys) -> None:
 def test_trm_output_is_line_buffered_when_written_to_a_file(monkeypatch) -> None:
     import io
 
-    from modeling_trm.cli import line_buffered_output
+    from modeling_trm.commands import line_buffered_output
 
     sink = io.BytesIO()
     stream = io.TextIOWrapper(sink, encoding="utf-8")  # a file or pipe: block-buffered, not a tty
@@ -156,3 +156,11 @@ def test_trm_output_is_line_buffered_when_written_to_a_file(monkeypatch) -> None
     line_buffered_output()
     print("step 1 of 10")
     assert sink.getvalue() == b"step 1 of 10\n"  # on disk at once, without a flush or the process ending
+
+
+def test_bad_string_training_option_is_refused_before_the_dataset_is_built(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--recipe", "demo", "--output-dir", str(out), "--lr-scheduler-type", "cosine-ish"]) == 2
+    error = capsys.readouterr().err
+    assert "cosine-ish" in error and "training options" in error
+    assert not (out / "dataset").exists()  # nothing was built

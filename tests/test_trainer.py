@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from modeling_trm.optim import EMAWeights, TRMOptimizer
-from modeling_trm.trainer import SampleStream, TRMTrainer, TRMTrainingArguments, last_complete_checkpoint
+from modeling_trm.training.optim import EMAWeights, TRMOptimizer
+from modeling_trm.training.sample_stream import SampleStream
+from modeling_trm.training.trainer import TRMTrainer, TRMTrainingArguments, last_complete_checkpoint
 from tiny_models import tiny_model
 
 
@@ -236,7 +237,7 @@ def test_evaluate_solves_with_ema_weights_and_reports_accuracy(tmp_path) -> None
 
 
 def test_bf16_autocast_is_the_default_where_the_cpu_has_bf16_units(tmp_path) -> None:
-    from modeling_trm.trainer import cpu_supports_bf16
+    from modeling_trm.training.trainer import cpu_supports_bf16
 
     model = tiny_model()
     dtypes = []

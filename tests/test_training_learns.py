@@ -11,7 +11,7 @@ import torch
 
 from modeling_trm import TRMConfig, TRMForGridReasoning
 from modeling_trm.data.generate_sudoku import generate_sudoku_splits
-from modeling_trm.trainer import TRMTrainer, TRMTrainingArguments
+from modeling_trm.training.trainer import TRMTrainer, TRMTrainingArguments
 
 
 def encode(rows) -> datasets.Dataset:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from modeling_trm.cli import main
+from modeling_trm.commands import main
 from modeling_trm.data.generate_sudoku import generate_sudoku_splits
-from modeling_trm.visualize_cli import exact_sudoku_solution, parse_one
+from modeling_trm.commands.visualize import exact_sudoku_solution, parse_one
 from tiny_models import tiny_config, tiny_model
 
 

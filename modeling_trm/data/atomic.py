@@ -3,35 +3,64 @@
 Everything is built in a temporary sibling of the target (same file system, so the final step is a
 rename) and moved into place only when complete.
 
-Fault injection (tests only): with `TRM_FAULT_KILL_AT=<point>` in the environment, a process kills
-itself with SIGKILL when it reaches that point of a write, as a crash or `kill -9` would there. The
-points are `KILL_POINTS`; `tests/test_faults_interrupted.py` uses them to land kills mid-write.
+Staging names carry the writer's process id (`.NAME.PID.XXXX.tmp`): a later write of the same target
+removes the staging leftovers of writers that no longer run (a killed build), never those of a live one.
+
+Fault injection (tests only): `TRM_FAULT_INJECT=kill:<point>` (`modeling_trm.faults`) kills the
+process at one of the `WRITE_POINTS` of a write, as a crash or `kill -9` would there;
+`tests/test_faults_interrupted.py` uses them to land kills mid-write.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-KILL_POINT_ENV = "TRM_FAULT_KILL_AT"
-KILL_POINTS = (
-    "temp-file-written",  # write_text_atomically: the temporary file is complete, not yet renamed
-    "dataset-written",  # save_trm_dataset: the splits are in the staging folder, the metadata is not
-    "staging-complete",  # atomic_directory: the staging folder is complete, not yet renamed
-    "old-moved-aside",  # replace_path with overwrite: the old target is moved aside, the new one not yet in
-)
+from ..faults import WRITE_POINTS, fault_point
 
 
-def fault_point(name: str) -> None:
-    """Kill this process here if `TRM_FAULT_KILL_AT` names this point (see the module docstring)."""
-    if os.environ.get(KILL_POINT_ENV) == name:
-        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+# The points of a write where the fault tests land a kill (`faults.WRITE_POINTS`).
+KILL_POINTS = WRITE_POINTS
+
+
+def _staging_prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}."
+
+
+def remove_stale_staging(target: Path) -> list[Path]:
+    """Delete `.NAME.PID.*.tmp` / `.old` siblings of `target` left by writers whose process is gone."""
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        parts = leftover.name[len(target.name) + 2:].split(".")
+        if len(parts) < 3 or not parts[0].isdigit() or parts[-1] not in ("tmp", "old"):
+            continue
+        if _process_alive(int(parts[0])):
+            continue
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def check_target(target: str | os.PathLike, overwrite: bool) -> Path:
@@ -47,7 +76,8 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
     """Yield an empty staging folder; on normal exit it becomes `target`, on error it is deleted."""
     target = check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale_staging(target)
+    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield staging
         fault_point("staging-complete")
@@ -67,7 +97,7 @@ def replace_path(staging: Path, target: Path, overwrite: bool) -> None:
         os.replace(staging, target)
         return
     # A folder cannot be swapped in one rename: move the old one aside first, then drop it.
-    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    retired = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), suffix=".old", dir=target.parent))
     os.rename(target, retired / target.name)
     fault_point("old-moved-aside")
     os.rename(staging, target)
@@ -77,7 +107,8 @@ def replace_path(staging: Path, target: Path, overwrite: bool) -> None:
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` through a temporary file in the same folder."""
     path = Path(path)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_staging(path)
+    handle, temp_name = tempfile.mkstemp(prefix=_staging_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
             stream.write(text)
@@ -88,5 +119,5 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-__all__ = ["KILL_POINTS", "KILL_POINT_ENV", "atomic_directory", "check_target", "fault_point", "replace_path",
+__all__ = ["KILL_POINTS", "atomic_directory", "check_target", "fault_point", "remove_stale_staging", "replace_path",
            "write_text_atomically"]

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 
-CORRECT = "#b7e4c7"  # the colours of modeling_trm/visualize.py: cell equals the solution
+CORRECT = "#b7e4c7"  # the colours of modeling_trm/inference/visualize.py: cell equals the solution
 WRONG = "#f4a6a6"  # it does not
 GIVEN = "#e9ecef"  # a clue of the question
 PLAIN = "#ffffff"  # no solution to compare with
@@ -100,6 +99,8 @@ def encode_puzzle(text: str, config: Any, field: str = "puzzle") -> list[int]:
 
 def refine(model: Any, question: list[int], solution: list[int] | None = None, halting: str = "act") -> Refinement:
     """Solve one puzzle and keep every step's answer (up to the step where ACT halted)."""
+    import torch
+
     out = model.solve(torch.tensor([question]), halting=halting, return_trajectory=True)
     steps = int(out.steps[0])
     return Refinement(question=list(question), answers=out.trajectory[0, :steps].tolist(),

@@ -25,13 +25,11 @@ The results file layout is `eval/results_schema.md` (schema version 1); model ca
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import importlib.metadata
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -41,11 +39,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .configuration_trm import PRESETS, TRMConfig
-from .data.atomic import check_target, write_text_atomically
-from .data.metadata import DatasetMetadata
-from .metrics.token_rows import scored_cells
-from .modeling_trm import TRMForGridReasoning
+from ..configuration_trm import PRESETS, TRMConfig
+from ..data.atomic import check_target, write_text_atomically
+from ..data.metadata import DatasetMetadata
+from ..metrics.token_rows import scored_cells
+from ..modeling_trm import TRMForGridReasoning
+from ..threads import current_threads
 
 RESULTS_SCHEMA_VERSION = 1
 STEP_BUDGETS = (1, 2, 4, 8, 16)
@@ -133,7 +132,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type == "cpu":
-        from .trainer import cpu_supports_bf16
+        from ..training.trainer import cpu_supports_bf16
 
         return "bf16" if cpu_supports_bf16() else "fp32"
     return "fp32"
@@ -347,7 +346,7 @@ def _act_from_trajectory(correct_by_step: np.ndarray, halt_by_step: np.ndarray) 
 
 
 def _task_metrics(task: str, outputs: dict[str, np.ndarray], metadata: DatasetMetadata) -> dict[str, Any]:
-    from .metrics import grid_accuracy, maze_path, sudoku_validity
+    from ..metrics import grid_accuracy, maze_path, sudoku_validity
 
     predictions, labels = outputs["predictions"], outputs["labels"]
     inputs = outputs.get("inputs")
@@ -406,7 +405,7 @@ def _arc_voting_rows(rows: Any) -> tuple[dict[str, list[Any]], np.ndarray]:
 def _arc_metrics(rows: Any, outputs: dict[str, np.ndarray], pad_token_id: int,
                  submission_path: str | os.PathLike | None) -> dict[str, Any]:
     """pass@k by voting across augmented variants; writes the Kaggle submission when asked."""
-    from .metrics import arc_references_from_labels, rank_arc_candidates, score_arc_ranking, write_arc_submission
+    from ..metrics import arc_references_from_labels, rank_arc_candidates, score_arc_ranking, write_arc_submission
 
     columns, votes = _arc_voting_rows(rows)
     index = np.flatnonzero(votes)
@@ -496,7 +495,7 @@ def evaluate_model(
         "dataset": dataset_identity(metadata, dataset_split, dataset_path, split, rows.num_rows),
         "protocol": {"halting": halting, "max_steps": max_steps, "batch_size": batch_size, "dtype": resolved_dtype,
                      "device": _device_name(device), "torch_threads": torch.get_num_threads(), "limit": limit,
-                     "slot_refill": halting == "act"},
+                     "slot_refill": halting == "act", "threads": current_threads().record()},
     }
     metrics: dict[str, Any] = {}
     by_steps: dict[str, float] = {}
@@ -569,60 +568,7 @@ def summary_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- CLI
 
-
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    """Add `trm eval` to the `trm` parser."""
-    parser = subparsers.add_parser(
-        "eval", help="score a checkpoint on a TRM dataset folder and write a results JSON",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="save_pretrained folder or Hub repo id")
-    parser.add_argument("--dataset", required=True, type=Path, help="dataset folder (trm data build/generate)")
-    parser.add_argument("--split", default="test", help="split to score (default test)")
-    parser.add_argument("--halting", choices=HALTING_MODES, default="max",
-                        help="max: every step (paper protocol, default); act: stop once q_halt > 0")
-    parser.add_argument("--max-steps", type=int, default=None, help="supervision steps (default: the model's, 16)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N rows")
-    parser.add_argument("--dtype", choices=DTYPES, default="auto",
-                        help="auto: bf16 autocast where the hardware has bf16 units, else fp32")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's choice; 1 is steadier on a busy machine)")
-    parser.add_argument("--no-act", action="store_true", help="under --halting max, skip the ACT figures")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="results JSON to write (default: results.json inside a local model folder)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing results file")
-    parser.set_defaults(func=run_eval_command)
-
-
-def run_eval_command(args: argparse.Namespace) -> int:
-    """`trm eval`: every check (output path, dataset, model config) runs before weights load or compute."""
-    if args.threads is not None:
-        if args.threads < 1:
-            print(f"trm eval: error: --threads must be positive, got {args.threads}", file=sys.stderr)
-            return 2
-        torch.set_num_threads(args.threads)
-    out = args.out
-    if out is None:
-        if not Path(args.model).is_dir():
-            print(f"trm eval: error: --out is required when --model ({args.model}) is not a local folder",
-                  file=sys.stderr)
-            return 2
-        out = Path(args.model) / "results.json"
-    try:
-        results = evaluate_checkpoint(
-            args.model, args.dataset, out, split=args.split, halting=args.halting, max_steps=args.max_steps,
-            batch_size=args.batch_size, limit=args.limit, dtype=args.dtype, device=args.device,
-            run_act=not args.no_act, progress=not args.no_progress, overwrite=args.overwrite)
-    except (ValueError, OSError) as error:
-        print(f"trm eval: error: {error}", file=sys.stderr)
-        return 2
-    print(summary_table(results))
-    print(f"results: {out}")
-    return 0
 
 
 def evaluate_checkpoint(
@@ -641,7 +587,7 @@ def evaluate_checkpoint(
     """
     from transformers import AutoConfig
 
-    from .data.metadata import load_trm_dataset
+    from ..data.metadata import load_trm_dataset
 
     if out is not None:
         check_target(out, overwrite)
@@ -674,7 +620,6 @@ __all__ = [
     "RATING_BANDS",
     "STEP_BUDGETS",
     "accuracy_by_rating",
-    "add_subcommands",
     "check_compatibility",
     "dataset_identity",
     "evaluate_checkpoint",

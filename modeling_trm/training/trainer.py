@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
@@ -29,15 +27,15 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
-from .data.atomic import write_text_atomically
-from .faults import fault_point
-from .modeling_trm import IGNORE_INDEX, TRMForGridReasoning, TRMState
+from ..data.atomic import write_text_atomically
+from ..faults import fault_point
+from ..modeling_trm import IGNORE_INDEX, TRMForGridReasoning, TRMState
+from .sample_stream import MODEL_COLUMNS, SampleStream
 from .optim import EMAWeights, TRMOptimizer, build_param_groups
 
 RAW_WEIGHTS_NAME = "raw_model.safetensors"  # checkpoint: the non-EMA weights, to resume training
 CARRY_NAME = "trm_carry_rank{rank}.pt"  # checkpoint: carry, sample stream and counters of one rank
 COMPLETE_MARKER = "trm_checkpoint_complete"  # written last: a checkpoint without it is partial
-MODEL_COLUMNS = ("input_ids", "labels", "puzzle_identifiers")
 
 
 def cpu_supports_bf16() -> bool:
@@ -45,6 +43,13 @@ def cpu_supports_bf16() -> bool:
     checker = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
     amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return bool((checker and checker()) or (amx and amx()))
+
+
+def has_accelerator() -> bool:
+    """Whether torch sees a GPU-like device (CUDA/ROCm, MPS, XPU) that the Trainer would pick over the CPU."""
+    xpu = getattr(torch, "xpu", None)
+    return bool(torch.cuda.is_available() or torch.backends.mps.is_available()
+                or (xpu is not None and xpu.is_available()))
 
 
 @dataclass
@@ -69,7 +74,7 @@ class TRMTrainingArguments(TrainingArguments):
         "help": "Raise instead of training on (and saving) NaN/inf weights; checkpoints already written stay."})
     curriculum_steps: int = field(default=0, metadata={
         "help": "Sudoku curriculum: the blank-cell bound rises linearly to the hardest puzzle over this many "
-                "steps (modeling_trm.curriculum); 0 = off, every row from the start."})
+                "steps (modeling_trm.training.curriculum); 0 = off, every row from the start."})
     curriculum_start_blanks: int | None = field(default=None, metadata={
         "help": "The curriculum's blank-cell bound at step 0 (default: the fewest blanks in the training set)."})
 
@@ -84,71 +89,11 @@ class TRMTrainingArguments(TrainingArguments):
                 and not torch.backends.mps.is_available() and cpu_supports_bf16():
             self.bf16 = True
             self.use_cpu = True  # transformers only accepts bf16 without a GPU when told it trains on CPU
+        if not self.use_cpu and not has_accelerator():
+            # On a machine with no accelerator the run is on the CPU anyway; saying so is what makes the Trainer
+            # join the gloo process group under torchrun / `accelerate launch` (without it every rank runs alone).
+            self.use_cpu = True
         super().__post_init__()
-
-
-class SampleStream:
-    """Seeded, resumable stream of dataset rows for one rank: a fresh permutation every epoch."""
-
-    def __init__(self, dataset: Any, seed: int, rank: int = 0, world_size: int = 1) -> None:
-        if len(dataset) < world_size:
-            raise ValueError(f"the training set has {len(dataset)} rows, fewer than {world_size} processes")
-        missing = [c for c in MODEL_COLUMNS if c not in dataset.column_names]
-        if missing:
-            raise ValueError(f"the training set lacks columns {missing}; it has {dataset.column_names}")
-        self.dataset = dataset.with_format("torch", columns=list(MODEL_COLUMNS))
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch, self.position = 0, 0
-        self._order = self._epoch_order()
-
-    def _epoch_order(self) -> np.ndarray:
-        permutation = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.dataset))
-        usable = len(permutation) - len(permutation) % self.world_size  # every rank gets as many rows
-        return permutation[:usable][self.rank::self.world_size]
-
-    def take(self, count: int, step: int | None = None) -> dict[str, torch.Tensor]:
-        """The next `count` rows; `step` (the optimizer step) matters only to a curriculum."""
-        indices: list[int] = []
-        while len(indices) < count:
-            if self.position == len(self._order):
-                self.epoch, self.position = self.epoch + 1, 0
-                self._order = self._epoch_order()
-            grab = min(count - len(indices), len(self._order) - self.position)
-            indices.extend(self._order[self.position:self.position + grab].tolist())
-            self.position += grab
-        return gather_rows(self.dataset, indices)
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position, self.seed = state["epoch"], state["position"], state["seed"]
-        self._order = self._epoch_order()
-
-
-def gather_rows(dataset: Any, indices: list[int]) -> dict[str, torch.Tensor]:
-    """The model columns of `indices` as int64 tensors, in one Arrow `take`.
-
-    `datasets`' own list indexing slices every row separately; for a batch too big for memory its
-    allocator then aborts the whole process (`std::bad_alloc`) instead of raising MemoryError."""
-    table = getattr(getattr(dataset, "data", None), "table", None)
-    if table is None:  # not an Arrow-backed datasets.Dataset
-        rows = dataset[indices]
-        return {name: torch.as_tensor(rows[name]).long() for name in MODEL_COLUMNS}
-    positions = pa.array(indices, type=pa.int64())
-    if dataset._indices is not None:  # a select()/shuffle() view: map to rows of the underlying table
-        positions = dataset._indices.column(0).take(positions)
-    rows = table.select(list(MODEL_COLUMNS)).take(positions)
-    batch = {}
-    for name in MODEL_COLUMNS:
-        column = rows.column(name).combine_chunks()
-        if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type) \
-                or pa.types.is_large_list(column.type):
-            values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(indices), -1)
-        else:
-            values = column.to_numpy(zero_copy_only=False)
-        batch[name] = torch.from_numpy(values.astype(np.int64))
-    return batch
 
 
 class _StepClock(Dataset):
@@ -297,7 +242,7 @@ class TRMTrainer(Trainer):
         return loss.detach()
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
-        from .flops import training_step_flops
+        from ..flops import training_step_flops
 
         return training_step_flops(self.model.config, self.args.per_device_train_batch_size)
 
@@ -484,7 +429,7 @@ class TRMTrainer(Trainer):
     def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
                     token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs: Any):
         """Push the EMA model with this project's card (not the Trainer's generic card or raw weights)."""
-        from .publish import push_trainer_output
+        from ..publish import push_trainer_output
 
         return push_trainer_output(self, kwargs.pop("repo_id", None), kwargs.pop("results", None),
                                    recipe=kwargs.pop("recipe", None), training=kwargs.pop("training", None),

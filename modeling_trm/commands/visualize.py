@@ -13,9 +13,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from .solve_cli import PuzzleInputError, read_puzzles
+from .solve import PuzzleInputError, read_puzzles
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +43,7 @@ def parse_one(text: str, config: Any, what: str) -> list[int]:
 
 def exact_sudoku_solution(question: list[int], config: Any) -> list[int]:
     """The unique solution of a Sudoku question in token ids (blank -> solved digit)."""
-    from .data.sudoku_solver import solve_sudoku
+    from ..data.sudoku_solver import solve_sudoku
 
     size = config.grid_shape[0]
     symbols = list(config.id_to_symbol)
@@ -56,9 +55,11 @@ def exact_sudoku_solution(question: list[int], config: Any) -> list[int]:
 
 
 def run_visualize(args: argparse.Namespace) -> int:
+    import torch
+
     from transformers import AutoModel
 
-    from .visualize import plot_refinement
+    from ..inference.visualize import plot_refinement
 
     model = AutoModel.from_pretrained(args.model, trust_remote_code=True).eval()
     config = model.config

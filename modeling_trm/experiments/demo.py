@@ -8,7 +8,6 @@ AutoModel and solve unseen puzzles.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import time
 from pathlib import Path
@@ -63,27 +62,6 @@ class TimeBudget(TrainerCallback):
         return control
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="train, score, draw and package a small TRM on this CPU")
-    parser.add_argument("--task", default="sudoku6", choices=sorted(DEMO_TASKS),
-                        help="which demo recipe to train: sudoku6 (default, recipe 'demo', about 5 min) or sudoku9 "
-                             "(recipe 'sudoku9-cpu', about an hour on an idle 2-core CPU)")
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="optional wall-clock cap on training; training otherwise runs the recipe's fixed "
-                             "number of steps, and a run cut short by the cap says so in its summary")
-    parser.add_argument("--eval-steps", type=int, default=None,
-                        help="score the held-out slice every N steps for the learning curve (default: the recipe's)")
-    parser.add_argument("--output-dir", default="trm-demo")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true")
-    parser.set_defaults(func=_run_demo_command)
-
-
-def _run_demo_command(args: argparse.Namespace) -> int:
-    run_demo(args.output_dir, args.minutes, seed=args.seed, overwrite=args.overwrite, task=args.task,
-             eval_steps=args.eval_steps)
-    return 0
-
 
 def _phase(name: str, start: float, detail: str) -> None:
     print(f"[{name:<8}] {time.time() - start:7.1f}s  {detail}", flush=True)
@@ -114,14 +92,14 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
     Training runs the recipe's `max_steps` (deterministic given the seed); `minutes` only caps it."""
     from transformers import AutoModel, set_seed
 
-    from .learning_curve import format_curve
+    from ..training.learning_curve import format_curve
 
-    from .data.cli import build_from_recipe
-    from .data.generate_sudoku import generate_sudoku_splits
-    from .data.metadata import load_trm_dataset
-    from .modeling_trm import TRMForGridReasoning
-    from .recipes_io import load_recipe
-    from .train_cli import train_from_recipe
+    from ..data.build import build_from_recipe
+    from ..data.generate_sudoku import generate_sudoku_splits
+    from ..data.metadata import load_trm_dataset
+    from ..modeling_trm import TRMForGridReasoning
+    from ..recipes_io import load_recipe
+    from ..training.recipe_run import train_from_recipe
 
     if task not in DEMO_TASKS:
         raise ValueError(f"unknown demo task {task!r}; choose one of {sorted(DEMO_TASKS)}")
@@ -236,8 +214,8 @@ def announce_plan(recipe: dict[str, Any]) -> str | None:
 
 def write_results_and_card(model_dir: Path, results: dict[str, Any], recipe: dict[str, Any]) -> None:
     """results.json and the README.md model card beside the weights (the card reads only the results)."""
-    from .evaluation import write_results
-    from .hub_card import render_model_card
+    from ..inference.evaluation import write_results
+    from ..hub_card import render_model_card
 
     write_results(results, model_dir / "results.json", overwrite=True)
     card = render_model_card(model_dir, results=results, recipe=recipe, training=results.get("training"))
@@ -251,14 +229,14 @@ def score(model: Any, test: Any, metadata: Any, dataset_path: Path | None = None
     Scored in fp32 by default whatever the training dtype: the numbers then do not depend on the CPU's bf16
     units. A recipe may ask for `demo.eval_dtype: "auto"` where fp32 would cost too long (1,000 9x9 puzzles:
     about 3x the bf16 time); the results file records the dtype used."""
-    from .evaluation import evaluate_model
+    from ..inference.evaluation import evaluate_model
 
     return evaluate_model(model, test, metadata, halting="max", dtype=dtype, progress=False,
                           dataset_path=dataset_path, split="test")
 
 
 def draw(model: Any, test: Any, results: dict[str, Any], out: Path, symbols: list[str], size: int) -> None:
-    from .visualize import plot_accuracy_by_steps, plot_refinement
+    from ..inference.visualize import plot_accuracy_by_steps, plot_refinement
 
     inputs = torch.tensor(test["input_ids"][:64])
     labels = torch.tensor(test["labels"][:64])

@@ -12,7 +12,6 @@ interrupted ablation resumes where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -23,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .recipes_io import load_recipe
 
 # `trm ablate --task NAME` -> the demo recipe whose model and data the variants share.
 ABLATION_TASKS: dict[str, str] = {"sudoku6": "demo"}
@@ -109,43 +107,12 @@ def variant_by_name(name: str) -> Variant:
 # ----------------------------------------------------------------------------- command line
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "ablate", help="train the demo model under the paper's ablations and tabulate the directions",
-        description="Trains every variant with the same data, fixed step budget and seeds; scores each with the "
-                    "paper protocol (16 steps, EMA weights); writes ablations.json, ablations.md and ablations.png.")
-    parser.add_argument("--task", default="sudoku6", choices=sorted(ABLATION_TASKS))
-    parser.add_argument("--out", required=True, help="output folder (runs, ablations.json/.md/.png); resumes if present")
-    parser.add_argument("--steps", type=int, default=None,
-                        help=f"supervision steps per run (default {DEFAULT_STEPS})")
-    parser.add_argument("--budget-minutes", type=float, default=None,
-                        help="instead of --steps: the step count whose whole ablation takes about M minutes on an "
-                             "idle 2-core CPU, from a fixed per-step cost model (never a wall-clock stop)")
-    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds 0..K-1 per variant")
-    parser.add_argument("--variants", nargs="+", default=None, help="a subset of the variants (default: all)")
-    parser.add_argument("--eval-steps", type=int, default=DEFAULT_EVAL_STEPS,
-                        help="also score a held-out slice every N steps for per-run learning curves (0: off)")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="runs trained at once, each in its own process with CPU cores / JOBS torch threads "
-                             "(default: one per core, at most 8; small models use cores better this way)")
-    parser.set_defaults(func=_run_command)
-
-
-def _run_command(args: argparse.Namespace) -> int:
-    if args.steps is not None and args.budget_minutes is not None:
-        raise ValueError("give --steps or --budget-minutes, not both")
-    variants = VARIANTS if args.variants is None else tuple(variant_by_name(n) for n in args.variants)
-    recipe = load_recipe(ABLATION_TASKS[args.task])
-    steps = args.steps if args.steps is not None else DEFAULT_STEPS
-    if args.budget_minutes is not None:
-        steps = steps_for_budget(args.budget_minutes, variants, args.seeds, recipe)
-    run_ablation(Path(args.out), recipe, variants, steps=steps, seeds=args.seeds, eval_steps=args.eval_steps,
-                 jobs=default_jobs() if args.jobs is None else args.jobs)
-    return 0
-
 
 def default_jobs() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+    """One run per CPU this process may use (affinity mask, cgroup quota; not `os.cpu_count()`), at most 8."""
+    from ..threads import available_cpus
+
+    return max(1, min(available_cpus(), 8))
 
 
 def steps_for_budget(minutes: float, variants: tuple[Variant, ...], seeds: int, recipe: dict[str, Any]) -> int:
@@ -158,7 +125,7 @@ def steps_for_budget(minutes: float, variants: tuple[Variant, ...], seeds: int, 
 
 
 def base_model_settings(recipe: dict[str, Any]) -> dict[str, Any]:
-    from .configuration_trm import TRMConfig
+    from ..configuration_trm import TRMConfig
 
     config = TRMConfig.from_preset(recipe["model"]["preset"], **recipe["model"].get("overrides", {}))
     return {"num_layers": config.num_layers, "H_cycles": config.H_cycles, "L_cycles": config.L_cycles}
@@ -185,13 +152,14 @@ def variant_recipe(recipe: dict[str, Any], variant: Variant, steps: int, seed: i
 
 
 def run_ablation(out: Path, recipe: dict[str, Any], variants: tuple[Variant, ...], steps: int, seeds: int,
-                 eval_steps: int = 0, jobs: int = 1) -> dict[str, Any]:
+                 eval_steps: int = 0, jobs: int = 1, threads_per_run: int | None = None) -> dict[str, Any]:
     """Train and score every (variant, seed) not done yet; rewrite the summary after each run.
 
-    With `jobs` > 1 the runs train in worker processes, `jobs` at a time, each limited to CPU cores / jobs
-    torch threads; the expensive variants of a seed start first so the workers finish together.
+    With `jobs` > 1 the runs train in worker processes, `jobs` at a time, each with `threads_per_run` torch
+    threads (default: the CPUs this process may use / jobs, at least 1); the expensive variants of a seed
+    start first so the workers finish together. With `jobs` 1 they train in this process, on its threads.
     """
-    from .data.cli import build_from_recipe
+    from ..data.build import build_from_recipe
 
     if steps < 1 or seeds < 1 or jobs < 1:
         raise ValueError(f"steps, seeds and jobs must be positive, got steps={steps}, seeds={seeds}, jobs={jobs}")
@@ -225,9 +193,12 @@ def run_ablation(out: Path, recipe: dict[str, Any], variants: tuple[Variant, ...
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        from ..threads import available_cpus
+
+        threads = threads_per_run if threads_per_run is not None else max(1, available_cpus() // jobs)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_limit_torch_threads, initargs=(threads,)) as pool:
+                                 initializer=_limit_torch_threads,
+                                 initargs=(threads, f"trm ablate: {threads} per run, {jobs} runs at once")) as pool:
             futures = [pool.submit(train_variant, out, recipe, variant.name, steps, seed, eval_steps)
                        for variant, seed in pending]
             for future in as_completed(futures):
@@ -235,10 +206,11 @@ def run_ablation(out: Path, recipe: dict[str, Any], variants: tuple[Variant, ...
     return summarize(out, variants, settings)
 
 
-def _limit_torch_threads(threads: int) -> None:
-    import torch
+def _limit_torch_threads(threads: int, reason: str = "set by the ablation's parent process") -> None:
+    """Worker initializer: `threads` torch threads, recorded with `reason` in each run's train_results.json."""
+    from ..threads import apply_thread_choice
 
-    torch.set_num_threads(threads)
+    apply_thread_choice(threads, announce=False, reason=reason)
 
 
 def train_variant(out: Path, recipe: dict[str, Any], variant_name: str, steps: int, seed: int,
@@ -247,7 +219,7 @@ def train_variant(out: Path, recipe: dict[str, Any], variant_name: str, steps: i
     import torch
     from transformers import set_seed
 
-    from .train_cli import train_from_recipe
+    from ..training.recipe_run import train_from_recipe
 
     run_dir = out / "runs" / f"{variant_name}-seed{seed}"
     if run_dir.exists():
@@ -316,7 +288,7 @@ def summarize(out: Path, variants: tuple[Variant, ...], settings: dict[str, Any]
     (out / "ablations.md").write_text(markdown_table(rows, settings))
     if rows:
         try:
-            from .visualize import plot_ablation_bars
+            from ..inference.visualize import plot_ablation_bars
 
             plot_ablation_bars(rows, out / "ablations.png",
                                title=f"TRM ablations, {settings['steps']} steps, {settings['seeds']} seeds")

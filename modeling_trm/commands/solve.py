@@ -13,9 +13,9 @@ import io
 import sys
 from typing import Any, TextIO
 
-import torch
 
-from .puzzle_text import encode_puzzle, render_answer, symbol_lookup
+from ..puzzle_text import encode_puzzle, render_answer, symbol_lookup
+from ..threads import THREADS_HELP, apply_thread_choice
 
 CSV_HEADER = ("source", "question", "answer", "rating")
 
@@ -33,6 +33,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=256, help="puzzles solved at once (slots)")
     parser.add_argument("--grid", action="store_true", help="print each answer as a grid instead of one line")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     parser.set_defaults(func=run_solve)
 
 
@@ -82,12 +83,15 @@ def run_solve(args: argparse.Namespace) -> int:
 
     All puzzles go through one stream of `--batch-size` slots: under ACT a slot whose puzzle halted
     takes the next one at once (`solve(..., slots=)`), so no step runs a nearly empty batch."""
-    from transformers import AutoConfig
-
-    from .evaluation import load_model_for_eval
-
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    apply_thread_choice(args.threads, stream=sys.stderr)  # stdout carries only the answers
+    import torch
+
+    from transformers import AutoConfig
+
+    from ..inference.evaluation import load_model_for_eval
+
     try:
         try:
             config = AutoConfig.from_pretrained(args.model, trust_remote_code=True)

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.sudoku import BLANK_ID
-from .trainer import SampleStream
+from ..data.sudoku import BLANK_ID
+from .sample_stream import SampleStream
 
 
 def count_blanks(dataset: Any) -> np.ndarray:

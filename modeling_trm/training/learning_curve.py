@@ -42,7 +42,7 @@ class LearningCurveCallback(TrainerCallback):
         points = curve_points(state.log_history)
         if not points or not state.is_world_process_zero:
             return control
-        from .visualize import plot_learning_curve
+        from ..inference.visualize import plot_learning_curve
 
         path = Path(self.path) if self.path is not None else Path(args.output_dir) / CURVE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)

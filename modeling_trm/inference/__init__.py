@@ -1,0 +1,1 @@
+"""Inference beyond `solve` and the pipeline: scoring checkpoints (`trm eval`), pictures, the browser demo app."""
