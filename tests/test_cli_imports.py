@@ -92,3 +92,35 @@ def test_trainer_and_curriculum_form_no_import_cycle() -> None:
 
     assert "curriculum" in imported("trainer") and "sample_stream" in imported("trainer")
     assert "trainer" not in imported("curriculum") and "sample_stream" in imported("curriculum")
+
+
+def test_the_wheel_ships_the_commands_and_the_benchmark_suite(tmp_path) -> None:
+    """`trm bench` works from an installed wheel: the suite is packaged as `modeling_trm.benchmarks`."""
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            str(root), "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("modeling_trm-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "site")
+    assert {"modeling_trm/benchmarks/run.py", "modeling_trm/commands/bench.py", "modeling_trm/recipes/demo.json",
+            "modeling_trm/hub_card/model_card.md.jinja", "modeling_trm/training/trainer.py"} <= names
+    site = tmp_path / "site"
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "import contextlib, io, modeling_trm\n"
+            "from modeling_trm.commands import main\n"
+            "assert modeling_trm.__file__.startswith(%r), modeling_trm.__file__\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    try:\n"
+            "        main(['bench', '--help'])\n"
+            "    except SystemExit as exit:\n"
+            "        assert exit.code == 0\n"
+            "assert '--quick' in out.getvalue(), out.getvalue()\n"
+            "from modeling_trm.benchmarks import run\n"
+            "assert run.__file__.startswith(%r)\n") % (str(site), str(site), str(site))
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
