@@ -16,6 +16,7 @@ import statistics
 import torch
 
 from modeling_trm import TRMConfig
+from modeling_trm.dtypes import native_dtype
 from modeling_trm.experiments.ablation import VARIANTS, base_model_settings, variant_recipe
 from modeling_trm.recipes_io import load_recipe
 
@@ -32,14 +33,15 @@ def main() -> None:
     base = base_model_settings(recipe)
     training = variant_recipe(recipe, VARIANTS[0], 1, 0, 0)["training"]  # what `trm ablate` trains with
     batch = int(training["global_batch_size"])
+    dtype = native_dtype("cpu")  # as `trm ablate` trains: bf16 only where the CPU has bf16 units
     print(f"{'variant':<14} {'model cost':>10} {'s/step':>8} {'measured':>9} {'in use':>7}  "
-          f"threads={torch.get_num_threads()}, batch {batch}")
+          f"threads={torch.get_num_threads()}, batch {batch}, {dtype}")
     baseline = None
     for variant in VARIANTS:
         overrides = variant_recipe(recipe, variant, 1, 0, 0)["model"]["overrides"]
         config = TRMConfig.from_preset(recipe["model"]["preset"], **overrides, vocab_size=8, seq_len=36,
                                        grid_shape=(6, 6), id_to_symbol=SUDOKU6_SYMBOLS)
-        median = statistics.median(time_config_steps(config, batch, "bf16", args.steps, warmup=2,
+        median = statistics.median(time_config_steps(config, batch, dtype, args.steps, warmup=2,
                                                        learning_rate=training["learning_rate"],
                                                        weight_decay=training["weight_decay"]))
         baseline = baseline or median

@@ -75,9 +75,18 @@ def train_demo_model(puzzles: dict[str, dict[str, torch.Tensor]], workdir: str) 
     return model.eval()
 
 
+def demo_model_folder(cache_dir: Path = CACHE_DIR) -> Path:
+    """Where the demo model of the current recipe is cached (it exists once `config.json` is there)."""
+    return cache_dir / f"act-demo-4x4-{_recipe_key()}"
+
+
+def demo_model_cached(cache_dir: Path = CACHE_DIR) -> bool:
+    return (demo_model_folder(cache_dir) / "config.json").exists()
+
+
 def load_or_train_demo_model(cache_dir: Path = CACHE_DIR, log=print) -> tuple[TRMForGridReasoning, dict]:
     """The cached demo model, trained first when missing. Returns (model, info about how it was obtained)."""
-    folder = cache_dir / f"act-demo-4x4-{_recipe_key()}"
+    folder = demo_model_folder(cache_dir)
     if (folder / "config.json").exists():
         return TRMForGridReasoning.from_pretrained(folder).eval(), {"cached": True, "path": str(folder)}
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -33,13 +33,13 @@ from typing import Any
 import torch
 
 from modeling_trm.data.atomic import write_text_atomically
+from modeling_trm.dtypes import native_dtype
 from modeling_trm.recipes_io import load_recipe
 from modeling_trm.threads import (
     automatic_threads,
     others_busy_cpus,
     torch_default_threads,
 )
-from modeling_trm.training.trainer import cpu_supports_bf16
 
 from .measure import load_average, machine_description
 from .step_time import recipe_config, time_config_steps
@@ -130,7 +130,7 @@ def run(busy_levels: list[int], kind: str, repeats: int, warmup: int, max_second
     recipe = load_recipe(RECIPE)
     config = recipe_config(RECIPE)
     batch_size = int(recipe["training"]["global_batch_size"])
-    dtype = "bf16" if cpu_supports_bf16() else "fp32"
+    dtype = native_dtype("cpu")
     default_threads = torch_default_threads()
     machine = machine_description()
     log(f"machine: {machine['cpu']}, {machine['logical_cores']} CPUs, torch default {default_threads} threads, "

@@ -136,7 +136,7 @@ def load_average() -> float | None:
 
 
 def machine_description() -> dict[str, object]:
-    """CPU model, cores, ISA level torch uses, bf16 units, torch version and threads."""
+    """CPU model, cores, ISA level torch uses, bf16 units, torch version and threads, the GPU if any."""
     model = "unknown"
     try:
         with open("/proc/cpuinfo") as handle:
@@ -157,4 +157,5 @@ def machine_description() -> dict[str, object]:
         "amx_bf16": bool(amx),
         "avx512_bf16": bool(avx512_bf16),
         "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }

@@ -15,6 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from modeling_trm import TRMConfig
+from modeling_trm.dtypes import native_dtype
 
 from .workloads import baseline_training_step, package_model, package_training_step
 
@@ -34,7 +35,8 @@ def group_of(name: str) -> str:
     return "other"
 
 
-def profile_training_step(preset: str, batch_size: int, implementation: str, dtype: str = "bf16"):
+def profile_training_step(preset: str, batch_size: int, implementation: str, dtype: str | None = None):
+    dtype = dtype or native_dtype("cpu")  # bf16 only on a CPU with bf16 units: emulated bf16 is no profile of it
     config = TRMConfig.from_preset(preset)
     if implementation == "package":
         step = package_training_step(package_model(config), batch_size, dtype)
@@ -62,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="sudoku-mlp")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--impl", default="package", choices=("package", "baseline"))
-    parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp32"))
+    parser.add_argument("--dtype", default=None, choices=("bf16", "fp32"),
+                        help="default: the CPU's native dtype (bf16 with AVX512-BF16 / AMX, else fp32)")
     parser.add_argument("--rows", type=int, default=25)
     args = parser.parse_args(argv)
+    args.dtype = args.dtype or native_dtype("cpu")
     prof = profile_training_step(args.preset, args.batch_size, args.impl, args.dtype)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
     shares = grouped_shares(prof)

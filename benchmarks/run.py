@@ -1,19 +1,28 @@
 """TRM benchmark suite: training-step and `solve` throughput, GFLOP/s, fraction of the matmul peak, memory.
 
-    python -m benchmarks.run [--quick] [--json PATH] [--threads N] [--markdown]
+    python -m benchmarks.run [--quick] [--json PATH] [--threads N] [--markdown] [--device cpu|cuda | --gpu]
+
+Every row runs in the dtype the device computes natively (`modeling_trm.dtypes.native_dtype`): bf16
+on a GPU with bf16 support and on a CPU with bf16 units (AVX512-BF16 or AMX), fp32 elsewhere, where
+bf16 would be emulated at a small fraction of fp32's speed (the run says so in one line).
 
 Measures, in one process and one run:
-- the matmul peak of this machine in fp32 and bf16 (`benchmarks/matmul_peak.py`), at the start and
-  at the end of the run (the best counts);
+- the matmul peak of this machine in fp32 and, where native, bf16 (`benchmarks/matmul_peak.py`), at
+  the start and at the end of the run (the best counts);
 - one training supervision step (forward of T(n+1) calls, backward of the last n+1, optimizer) of
   the package and of the plain eager baseline (`benchmarks/baseline.py`), repetitions interleaved
   so that both see the same machine load; Sudoku-MLP, Sudoku-Att and the attention model at L=916;
-  bf16 and fp32; eager and with the gradient cycle compiled (`workloads.GradOnlyCompiledCore`);
+  the native dtype (and fp32 beside bf16 where bf16 is native); eager and with the gradient cycle
+  compiled (`workloads.GradOnlyCompiledCore`);
 - `solve` throughput with `halting="max"` on the presets (untrained: ACT would never halt), and
   ACT vs max on a small model trained here (`benchmarks/act_demo.py`) with both accuracies;
 - fixed 16 steps, shrink-only ACT and slot-refill ACT (`solve(..., slots=64)`) on the 1,000 demo test
   puzzles with the demo model's halting threshold raised so that puzzles halt at 1 to 16 steps;
 - what autograd saves for one Sudoku-MLP training step at batch 64 (the activations behind the RSS).
+
+With `--device cuda` (or `--gpu`) the plan is the GPU's: the matmul peak on the GPU, then Sudoku-MLP
+and Sudoku-Att training steps of the package at batch 768 (the recipes' global batch), peak memory
+from `torch.cuda.max_memory_allocated`; no baseline, solve or CPU memory rows.
 
 FLOPs are counted analytically (`modeling_trm/flops.py`, matmuls only, 2 per multiply-add):
   per sample and network call   attention block 8 L D^2 + 4 L^2 D, mlp_t block 6 D L I_L, SwiGLU 6 L D I_D
@@ -42,6 +51,7 @@ import torch
 
 from modeling_trm import TRMConfig
 from modeling_trm.data.atomic import write_text_atomically
+from modeling_trm.dtypes import bf16_skip_reason, native_dtype
 from modeling_trm.flops import forward_step_flops, training_step_flops
 from modeling_trm.threads import apply_thread_choice
 
@@ -59,6 +69,8 @@ ACT_TARGET_SPEEDUP = 3.0
 ACT_MAX_ACCURACY_DROP = 0.005
 REFILL_TARGET_SPEEDUP = 1.5
 REFILL_SLOTS = 64
+QUICK_DEMO_PUZZLES = 128  # --quick: the first 128 of the 1,000 demo test puzzles (2 batches of REFILL_SLOTS)
+CUDA_BATCH = 768  # the global batch of the Sudoku-Extreme recipes
 
 
 @dataclass
@@ -92,28 +104,55 @@ class Plan:
     act_repeats: int = 2
     refill_repeats: int = 2
     memory_batch: int | None = 64
+    device: str = "cpu"
+    dtype: str = "fp32"  # the device's native compute dtype: the ACT demo, refill and memory rows use it
+    peak_dtypes: tuple[str, ...] = ("fp32",)  # matmul peaks measured (every row's dtype among them)
+    peak_rows: int = 32 * 97  # rows of the peak's matmuls (batch x L of the Sudoku rows)
+    demo: bool = True  # the ACT demo and the slot-refill comparison (trained 4x4 model, CPU)
+    demo_train: bool = True  # train the demo model when it is not cached (False: skip the demo rows then)
+    demo_puzzles: int | None = None  # the first this many demo test puzzles (None: all 1,000)
+    notes: list[str] = field(default_factory=list)  # printed at the start: why a dtype was skipped
 
 
-def default_plan(quick: bool) -> Plan:
+def default_plan(quick: bool, device: str = "cpu") -> Plan:
+    """The suite's cases for `device`, every one in the dtype the device runs natively.
+
+    `--quick` stays under 2 minutes on 2 idle cores in either dtype: its sizes are set for fp32 on an
+    AVX2 CPU (about 30 GFLOP/s per core), the slowest native case; a CPU with bf16 units or a GPU
+    runs them faster. It does not train the ACT demo model (about 2 TFLOP: 40 s on an AVX-512 CPU,
+    about 2 minutes on 2 AVX2 cores): its rows run only when an earlier full run cached the model."""
+    dtype = native_dtype(device)
+    reason = bf16_skip_reason(device)
+    notes = [] if reason is None else [f"bf16 skipped: {reason}; every row runs in {dtype}"]
+    peak_dtypes = ("fp32", "bf16") if dtype == "bf16" else ("fp32",)
+    if torch.device(device).type == "cuda":
+        repeats = 3 if quick else 10
+        return Plan(train=[TrainCase("Sudoku-MLP", CUDA_BATCH, dtype, repeats=repeats, warmup=2, baseline=False),
+                           TrainCase("Sudoku-Att", CUDA_BATCH, dtype, repeats=repeats, warmup=2, baseline=False)],
+                    peak_repeats=5 if quick else 10, memory_batch=None, device=device, dtype=dtype,
+                    peak_dtypes=peak_dtypes, peak_rows=CUDA_BATCH * 97, demo=False, notes=notes)
     if quick:
         return Plan(
-            train=[TrainCase("Sudoku-MLP", 32, "bf16", repeats=2)],
-            solve=[SolveCase("Sudoku-Att", 16, "bf16", max_steps=1, repeats=2),
-                   SolveCase("Maze/ARC-Att L=916", 1, "bf16", max_steps=1, repeats=2)],
-            peak_repeats=4, act_repeats=1, refill_repeats=1, memory_batch=None,
+            train=[TrainCase("Sudoku-MLP", 2, dtype, repeats=2)],
+            solve=[SolveCase("Sudoku-Att", 2, dtype, max_steps=1, repeats=2),
+                   SolveCase("Maze/ARC-Att L=916", 1, dtype, max_steps=1, repeats=1)],
+            peak_repeats=2, act_repeats=1, refill_repeats=1, memory_batch=None, device=device, dtype=dtype,
+            peak_dtypes=peak_dtypes, demo_train=False, demo_puzzles=QUICK_DEMO_PUZZLES, notes=notes,
         )
+    train = [
+        TrainCase("Sudoku-MLP", 32, dtype, repeats=3),
+        TrainCase("Sudoku-MLP", 64, dtype, repeats=3),
+        TrainCase("Sudoku-MLP", 32, dtype, repeats=3, baseline=False, compiled=True),
+    ]
+    if dtype != "fp32":  # what bf16 gains over fp32 where bf16 is native
+        train.append(TrainCase("Sudoku-MLP", 32, "fp32", repeats=2, baseline=False))
+    train += [TrainCase("Sudoku-Att", 32, dtype, repeats=3), TrainCase("Maze/ARC-Att L=916", 4, dtype, repeats=2)]
     return Plan(
-        train=[
-            TrainCase("Sudoku-MLP", 32, "bf16", repeats=3),
-            TrainCase("Sudoku-MLP", 64, "bf16", repeats=3),
-            TrainCase("Sudoku-MLP", 32, "bf16", repeats=3, baseline=False, compiled=True),
-            TrainCase("Sudoku-MLP", 32, "fp32", repeats=2, baseline=False),
-            TrainCase("Sudoku-Att", 32, "bf16", repeats=3),
-            TrainCase("Maze/ARC-Att L=916", 4, "bf16", repeats=2),
-        ],
-        solve=[SolveCase("Sudoku-MLP", 64, "bf16", max_steps=2, repeats=3),
-               SolveCase("Sudoku-Att", 64, "bf16", max_steps=2, repeats=3),
-               SolveCase("Maze/ARC-Att L=916", 4, "bf16", max_steps=1, repeats=2)],
+        train=train,
+        solve=[SolveCase("Sudoku-MLP", 64, dtype, max_steps=2, repeats=3),
+               SolveCase("Sudoku-Att", 64, dtype, max_steps=2, repeats=3),
+               SolveCase("Maze/ARC-Att L=916", 4, dtype, max_steps=1, repeats=2)],
+        device=device, dtype=dtype, peak_dtypes=peak_dtypes, notes=notes,
     )
 
 
@@ -123,21 +162,33 @@ def default_plan(quick: bool) -> Plan:
 def _record(preset: str, batch_size: int, mode: str, dtype: str, implementation: str, timing: Timing,
             samples: float, flops: float, peak: dict[str, dict[str, float]],
             rss: tuple[float | None, float | None], load_before: float | None, compiled: bool = False,
-            **extra: Any) -> dict[str, Any]:
+            device: str = "cpu", **extra: Any) -> dict[str, Any]:
+    """One row. `rss` is (before, peak during the first call) in MiB: resident memory on the CPU, memory
+    allocated by torch on a GPU (`torch.cuda.max_memory_allocated`), kept as `peak_cuda_memory_mb` etc."""
     gflops = flops / timing.median / 1e9
     peak_gflops = peak[dtype]["gflops_per_s"]
+    memory = _memory_fields(rss, "rss" if torch.device(device).type == "cpu" else "cuda_memory")
     return {
         "preset": preset, "batch_size": batch_size, "mode": mode, "dtype": dtype, "implementation": implementation,
         "compiled": compiled, "seconds_median": round(timing.median, 4), "seconds_all": [round(t, 4) for t in timing.wall],
         "cpu_seconds_median": round(timing.cpu_median, 4), "samples_per_s": round(samples / timing.median, 3),
         "baseline_samples_per_s": None, "speedup_vs_baseline": None, "flops": flops,
         "gflops_per_s": round(gflops, 1), "peak_fraction": round(gflops / peak_gflops, 4),
-        "peak_rss_mb": None if rss[1] is None else round(rss[1], 1),
-        "rss_before_mb": None if rss[0] is None else round(rss[0], 1),
-        "rss_added_mb": None if None in rss else round(rss[1] - rss[0], 1), "threads": torch.get_num_threads(),
+        "device": str(device), **memory, "threads": torch.get_num_threads(),
         "load_avg_before": load_before, "load_avg_after": load_average(),
         "other_processes_cores": _median_or_none(timing.others_cores), **extra,
     }
+
+
+def _memory_fields(memory: tuple[float | None, float | None], kind: str) -> dict[str, float | None]:
+    """`peak_rss_mb`, `rss_before_mb`, `rss_added_mb` (CPU); on a GPU those are None and the same three
+    figures are `peak_cuda_memory_mb`, `cuda_memory_before_mb`, `cuda_memory_added_mb`."""
+    before, peak = memory
+    fields = {"peak_rss_mb": None, "rss_before_mb": None, "rss_added_mb": None}
+    fields.update({f"peak_{kind}_mb": None if peak is None else round(peak, 1),
+                   f"{kind}_before_mb": None if before is None else round(before, 1),
+                   f"{kind}_added_mb": None if None in memory else round(peak - before, 1)})
+    return fields
 
 
 def _median_or_none(values: list[float | None]) -> float | None:
@@ -145,12 +196,20 @@ def _median_or_none(values: list[float | None]) -> float | None:
     return round(statistics.median(known), 2) if known else None
 
 
-def _measure_rss_of_first_call(call) -> tuple[float | None, float | None]:
+def _measure_rss_of_first_call(call, device: str = "cpu") -> tuple[float | None, float | None]:
     """(RSS before, peak RSS during) one call of `call` (the warm-up) in MiB, after resetting the kernel's mark.
 
     The peak includes everything the process holds (libraries, models of earlier cases that the
-    allocator has not returned to the OS); the difference to the RSS before is what the call added."""
+    allocator has not returned to the OS); the difference to the RSS before is what the call added.
+    On a GPU: the memory torch has allocated there, before and at its peak (`max_memory_allocated`)."""
     gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device) / 2**20
+        call()
+        torch.cuda.synchronize(device)
+        return before, torch.cuda.max_memory_allocated(device) / 2**20
     before = current_rss_mb()
     reset_peak_rss()
     call()
@@ -160,13 +219,13 @@ def _measure_rss_of_first_call(call) -> tuple[float | None, float | None]:
 # ----------------------------------------------------------------------------- cases
 
 
-def run_train_case(case: TrainCase, peak: dict, log) -> list[dict[str, Any]]:
+def run_train_case(case: TrainCase, peak: dict, log, device: str = "cpu") -> list[dict[str, Any]]:
     config = TRMConfig.from_preset(PRESETS[case.preset])
     flops = float(training_step_flops(config, case.batch_size))
     load_before = load_average()
-    model = package_model(config)
+    model = package_model(config, device=device)
     runs = {"package": package_training_step(model, case.batch_size, case.dtype, compiled=case.compiled)}
-    if case.baseline:
+    if case.baseline:  # the plain baseline runs on the CPU only
         runs["baseline"] = baseline_training_step(config, case.batch_size, case.dtype)
     compile_seconds = None
     if case.compiled:  # the first call compiles; keep it out of the memory and time figures
@@ -174,8 +233,8 @@ def run_train_case(case: TrainCase, peak: dict, log) -> list[dict[str, Any]]:
         runs["package"]()
         compile_seconds = round(time.perf_counter() - start, 1)
     rss = {}
-    for name, step in runs.items():  # warm-up runs, one at a time, measuring peak RSS
-        rss[name] = _measure_rss_of_first_call(step)
+    for name, step in runs.items():  # warm-up runs, one at a time, measuring peak RSS (GPU: peak allocated)
+        rss[name] = _measure_rss_of_first_call(step, device)
         for _ in range(case.warmup - 1):
             step()
     timings = {name: Timing() for name in runs}
@@ -192,7 +251,7 @@ def run_train_case(case: TrainCase, peak: dict, log) -> list[dict[str, Any]]:
         extra = {"first_call_seconds": compile_seconds} if case.compiled and name == "package" else {}
         records.append(_record(case.preset, case.batch_size, "train", case.dtype, name, timings[name],
                                case.batch_size, flops, peak, rss[name], load_before,
-                               compiled=case.compiled and name == "package", **extra))
+                               compiled=case.compiled and name == "package", device=device, **extra))
     if case.baseline:
         package, baseline = records
         package["baseline_samples_per_s"] = baseline["samples_per_s"]
@@ -219,15 +278,23 @@ def run_solve_case(case: SolveCase, peak: dict, log) -> dict[str, Any]:
     return record
 
 
-def run_act_demo(peak: dict, repeats: int, log) -> list[dict[str, Any]]:
-    """ACT vs max on the trained 4x4 demo model, in bf16 as the trainer's default here (its accuracies
-    equal fp32's on this test set: 99.4% max, 99.2% ACT, measured)."""
-    model, info = act_demo.load_or_train_demo_model(log=log)
+def _demo_test(puzzles: int | None) -> dict[str, torch.Tensor]:
     test = act_demo.demo_puzzles()["test"]
+    return test if puzzles is None else {name: rows[:puzzles] for name, rows in test.items()}
+
+
+def run_act_demo(peak: dict, repeats: int, log, dtype: str | None = None,
+                 puzzles: int | None = None) -> list[dict[str, Any]]:
+    """ACT vs max on the trained 4x4 demo model, in the CPU's native dtype as the trainer's default (bf16
+    accuracies equal fp32's on this test set: 99.4% max, 99.2% ACT, measured); the first `puzzles` test
+    puzzles (all 1,000 when None)."""
+    dtype = dtype or native_dtype("cpu")
+    model, info = act_demo.load_or_train_demo_model(log=log)
+    test = _demo_test(puzzles)
     records = []
     for halting in ("max", "act"):
         load_before = load_average()
-        solve = package_solve(model, test["input_ids"], "bf16", halting)
+        solve = package_solve(model, test["input_ids"], dtype, halting)
         outputs = []
         run = lambda: outputs.append(solve())  # noqa: E731 - keeps the last output for the accuracy
         rss = _measure_rss_of_first_call(run)
@@ -235,7 +302,7 @@ def run_act_demo(peak: dict, repeats: int, log) -> list[dict[str, Any]]:
         out = outputs[-1]
         sample_steps = float(out.steps.sum())
         flops = float(forward_step_flops(model.config, 1)) * sample_steps
-        record = _record("Sudoku-4x4 demo (trained)", len(test["input_ids"]), f"solve-{halting}", "bf16", "package",
+        record = _record("Sudoku-4x4 demo (trained)", len(test["input_ids"]), f"solve-{halting}", dtype, "package",
                          timing, len(test["input_ids"]), flops, peak, rss, load_before,
                          max_steps=model.config.halt_max_steps, mean_steps=round(sample_steps / len(out.steps), 3),
                          exact_accuracy=round(act_demo.exact_accuracy(out.predictions, test["labels"]), 4),
@@ -245,21 +312,23 @@ def run_act_demo(peak: dict, repeats: int, log) -> list[dict[str, Any]]:
     return records
 
 
-def run_refill_comparison(peak: dict, repeats: int, log, slots: int = REFILL_SLOTS) -> list[dict[str, Any]]:
-    """Fixed 16 steps, ACT with a shrinking batch, ACT with slot refill: the 1,000 generated test puzzles,
-    `slots` at a time, on the demo model with its halting threshold raised so that ACT stops puzzles at
-    1 to 16 steps (`act_demo.VARIED_HALTING_THRESHOLD`; at threshold 0 every puzzle halts after step 1,
-    where refilling has nothing to do)."""
+def run_refill_comparison(peak: dict, repeats: int, log, slots: int = REFILL_SLOTS, dtype: str | None = None,
+                          puzzles: int | None = None) -> list[dict[str, Any]]:
+    """Fixed 16 steps, ACT with a shrinking batch, ACT with slot refill: the 1,000 generated test puzzles
+    (the first `puzzles` of them), `slots` at a time, on the demo model with its halting threshold raised
+    so that ACT stops puzzles at 1 to 16 steps (`act_demo.VARIED_HALTING_THRESHOLD`; at threshold 0 every
+    puzzle halts after step 1, where refilling has nothing to do)."""
+    dtype = dtype or native_dtype("cpu")
     trained, info = act_demo.load_or_train_demo_model(log=log)
     model = act_demo.with_halting_threshold(trained, act_demo.VARIED_HALTING_THRESHOLD)
     info = {**info, "halting_threshold": act_demo.VARIED_HALTING_THRESHOLD}
-    test = act_demo.demo_puzzles()["test"]
+    test = _demo_test(puzzles)
     ids, labels = test["input_ids"], test["labels"]
     variants = {"solve-max": ("max", False), "solve-act-shrink": ("act", False), "solve-act-refill": ("act", True)}
     records, answers = [], {}
     for mode, (halting, refill) in variants.items():
         load_before = load_average()
-        solve = package_solve_stream(model, ids, "bf16", halting, slots, refill)
+        solve = package_solve_stream(model, ids, dtype, halting, slots, refill)
         outputs = []
         run = lambda: outputs.append(solve())  # noqa: E731 - keeps the last output for the accuracy
         rss = _measure_rss_of_first_call(run)
@@ -267,7 +336,7 @@ def run_refill_comparison(peak: dict, repeats: int, log, slots: int = REFILL_SLO
         predictions, steps = answers[mode] = outputs[-1]
         sample_steps = float(steps.sum())
         flops = float(forward_step_flops(model.config, 1)) * sample_steps
-        record = _record("Sudoku-4x4 varied halting", slots, mode, "bf16", "package", timing, len(ids), flops, peak,
+        record = _record("Sudoku-4x4 varied halting", slots, mode, dtype, "package", timing, len(ids), flops, peak,
                          rss, load_before, max_steps=model.config.halt_max_steps,
                          mean_steps=round(sample_steps / len(steps), 3),
                          exact_accuracy=round(act_demo.exact_accuracy(predictions, labels), 4),
@@ -308,12 +377,13 @@ def memory_explanation(batch_size: int, dtype: str, log) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- output
 
 _HEADER = (f"{'preset':<26} {'batch':>5} {'mode':<16} {'dtype':<5} {'impl':<8} {'cmp':<3} {'s/run':>7} {'cpu s':>7} "
-           f"{'samples/s':>9} {'x base':>6} {'GFLOP/s':>8} {'%peak':>6} {'RSS MB':>7} {'others':>6}")
+           f"{'samples/s':>9} {'x base':>6} {'GFLOP/s':>8} {'%peak':>6} {'mem MB':>7} {'others':>6}")
 
 
 def _row(r: dict[str, Any]) -> str:
     speedup = "" if r["speedup_vs_baseline"] is None else f"{r['speedup_vs_baseline']:.2f}"
-    rss = "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}"
+    memory = r["peak_rss_mb"] if r["peak_rss_mb"] is not None else r.get("peak_cuda_memory_mb")
+    rss = "" if memory is None else f"{memory:.0f}"  # peak RSS on the CPU, peak allocated on a GPU
     load = "" if r["other_processes_cores"] is None else f"{r['other_processes_cores']:.2f}"
     mode = r["mode"] + (f"/{r['max_steps']}" if r["mode"] == "solve-max" and "demo" not in r["preset"] else "")
     return (f"{r['preset']:<26} {r['batch_size']:>5} {mode:<16} {r['dtype']:<5} {r['implementation']:<8} "
@@ -365,12 +435,12 @@ def evaluate_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's targets, judged on this run's numbers (printed, never asserted)."""
     targets = []
     for batch in (32, 64):
-        match = [r for r in records if r["preset"] == "Sudoku-MLP" and r["mode"] == "train" and r["dtype"] == "bf16"
+        match = [r for r in records if r["preset"] == "Sudoku-MLP" and r["mode"] == "train"
                  and r["batch_size"] == batch and r["implementation"] == "package" and not r["compiled"]
                  and r["speedup_vs_baseline"] is not None]
         if match:
             speedup = match[0]["speedup_vs_baseline"]
-            targets.append({"target": f"train Sudoku-MLP b{batch} bf16 >= {TRAIN_TARGET_SPEEDUP}x baseline",
+            targets.append({"target": f"train Sudoku-MLP b{batch} {match[0]['dtype']} >= {TRAIN_TARGET_SPEEDUP}x baseline",
                             "measured": f"{speedup:.2f}x", "met": speedup >= TRAIN_TARGET_SPEEDUP})
     act = {r["mode"]: r for r in records if "demo" in r["preset"]}
     if {"solve-act", "solve-max"} <= act.keys():
@@ -409,21 +479,36 @@ def run_suite(plan: Plan, log=print) -> dict[str, Any]:
     start = time.perf_counter()
     machine = machine_description()
     log(f"machine: {machine['cpu']}, {machine['logical_cores']} cores, {machine['cpu_capability']}, "
-        f"AMX-BF16 {machine['amx_bf16']}, torch {machine['torch']}, {machine['torch_threads']} threads, "
-        f"load {load_average()}")
-    peak = measure_peaks(repeats=plan.peak_repeats)
+        f"AVX512-BF16 {machine['avx512_bf16']}, AMX-BF16 {machine['amx_bf16']}, torch {machine['torch']}, "
+        f"{machine['torch_threads']} threads, load {load_average()}")
+    if torch.device(plan.device).type == "cuda":
+        log(f"device: {plan.device} ({machine.get('gpu', 'unknown GPU')})")
+    for note in plan.notes:
+        log(note)
+    log(f"dtype: {plan.dtype} (native on {plan.device}); matmul peaks measured: {', '.join(plan.peak_dtypes)}")
+
+    def peaks() -> dict[str, dict[str, float]]:
+        return measure_peaks(batch_rows=plan.peak_rows, repeats=plan.peak_repeats, dtypes=plan.peak_dtypes,
+                             device=plan.device)
+
+    peak = peaks()
     log("matmul peak: " + ", ".join(f"{d} {p['gflops_per_s']:.0f} GFLOP/s ({p['shape']})" for d, p in peak.items()))
     peak_times = [peak]
     log(_HEADER)
     records: list[dict[str, Any]] = []
     for case in plan.train:
-        records.extend(run_train_case(case, peak, log))
+        records.extend(run_train_case(case, peak, log, device=plan.device))
     for case in plan.solve:
         records.append(run_solve_case(case, peak, log))
-    records.extend(run_act_demo(peak, plan.act_repeats, log))
-    records.extend(run_refill_comparison(peak, plan.refill_repeats, log))
-    memory = memory_explanation(plan.memory_batch, "bf16", log) if plan.memory_batch else None
-    peak = _best_peak(peak_times + [measure_peaks(repeats=plan.peak_repeats)])
+    if plan.demo and not plan.demo_train and not act_demo.demo_model_cached():
+        log(f"ACT demo and slot-refill rows skipped: no cached demo model ({act_demo.demo_model_folder()}); "
+            "--quick does not train it, a full `trm bench` run trains and caches it")
+    elif plan.demo:
+        records.extend(run_act_demo(peak, plan.act_repeats, log, dtype=plan.dtype, puzzles=plan.demo_puzzles))
+        records.extend(run_refill_comparison(peak, plan.refill_repeats, log, dtype=plan.dtype,
+                                             puzzles=plan.demo_puzzles))
+    memory = memory_explanation(plan.memory_batch, plan.dtype, log) if plan.memory_batch else None
+    peak = _best_peak(peak_times + [peaks()])
     log("matmul peak (best of start and end of the run): " +
         ", ".join(f"{d} {p['gflops_per_s']:.0f} GFLOP/s" for d, p in peak.items()))
     for record in records:  # fractions against the best peak seen in this run
@@ -434,7 +519,8 @@ def run_suite(plan: Plan, log=print) -> dict[str, Any]:
         log(f"target {'MET    ' if target['met'] else 'NOT MET'} {target['target']}: {target['measured']}")
     seconds = time.perf_counter() - start
     log(f"suite time {seconds:.0f} s")
-    return {"machine": machine, "matmul_peak": peak, "records": records, "memory": memory, "targets": targets,
+    return {"machine": machine, "device": plan.device, "dtype": plan.dtype, "notes": plan.notes,
+            "matmul_peak": peak, "records": records, "memory": memory, "targets": targets,
             "suite_seconds": round(seconds, 1), "command": " ".join(["python -m benchmarks.run"] + sys.argv[1:])}
 
 
@@ -446,14 +532,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torch threads (default: OMP_NUM_THREADS if set, else the automatic count of "
                              "modeling_trm/threads.py: CPUs usable and left idle by other processes)")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: the GPU plan (Sudoku-MLP and "
+                                                        "Sudoku-Att training steps at batch 768, bf16)")
+    parser.add_argument("--gpu", action="store_const", const="cuda", dest="device", help="same as --device cuda")
     return parser
 
 
 def main_from_args(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    device = torch.device(args.device)  # refuses a malformed name
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: torch sees no CUDA device on this machine")
     choice = apply_thread_choice(args.threads)
-    result = run_suite(default_plan(args.quick))
+    result = run_suite(default_plan(args.quick, device=str(device)))
     result["threads"] = choice.record()
     if args.markdown:
         print(markdown_table(result["records"]))

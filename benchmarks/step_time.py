@@ -16,6 +16,7 @@ import time
 import torch
 
 from modeling_trm import TRMConfig, TRMForGridReasoning
+from modeling_trm.dtypes import native_dtype
 from modeling_trm.flops import training_step_flops
 from modeling_trm.training.optim import TRMOptimizer, build_param_groups
 
@@ -77,7 +78,9 @@ def main() -> None:
     parser.add_argument("--hidden-size", type=int, nargs="+", default=[None], help="with --recipe: widths to time")
     parser.add_argument("--batch-size", type=int, nargs="+", default=[64])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--dtypes", default="fp32,bf16")
+    parser.add_argument("--dtypes", default=None,
+                        help="comma-separated, e.g. fp32,bf16 (default: the CPU's native dtype: bf16 with "
+                             "AVX512-BF16 / AMX, else fp32, where bf16 is emulated and many times slower)")
     args = parser.parse_args()
     name = args.recipe or args.preset
     print(f"{'model':<14} {'width':>5} {'batch':>5} {'dtype':<5} {'s/step':>8} {'samples/s':>10} {'GFLOP/s':>8}  "
@@ -86,7 +89,7 @@ def main() -> None:
         config = recipe_config(args.recipe, hidden) if args.recipe else TRMConfig.from_preset(args.preset)
         for batch in args.batch_size:
             flops = training_step_flops(config, batch)
-            for dtype in args.dtypes.split(","):
+            for dtype in (args.dtypes or native_dtype("cpu")).split(","):
                 median = statistics.median(time_config_steps(config, batch, dtype, args.repeats))
                 print(f"{name:<14} {config.hidden_size:>5} {batch:>5} {dtype:<5} {median:>8.3f} {batch / median:>10.1f} "
                       f"{flops / median / 1e9:>8.0f}", flush=True)

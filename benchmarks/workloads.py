@@ -18,24 +18,26 @@ from modeling_trm.training.optim import TRMOptimizer, build_param_groups
 from .baseline import PlainTRM, plain_optimizer
 
 
-def autocast_for(dtype: str):
+def autocast_for(dtype: str, device_type: str = "cpu"):
     if dtype == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     if dtype == "fp32":
         return nullcontext()
     raise ValueError(f"dtype must be 'fp32' or 'bf16', got {dtype!r}")
 
 
-def random_batch(config: TRMConfig, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def random_batch(config: TRMConfig, batch_size: int, seed: int = 0,
+                 device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Random tokens, drawn on the CPU (the same batch on every device) and moved to `device`."""
     generator = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(1, config.vocab_size, (batch_size, config.seq_len), generator=generator)
     labels = torch.randint(2, config.vocab_size, (batch_size, config.seq_len), generator=generator)
-    return input_ids, labels
+    return input_ids.to(device), labels.to(device)
 
 
-def package_model(config: TRMConfig, seed: int = 0) -> TRMForGridReasoning:
+def package_model(config: TRMConfig, seed: int = 0, device: str | torch.device = "cpu") -> TRMForGridReasoning:
     torch.manual_seed(seed)
-    model = TRMForGridReasoning(config).train()
+    model = TRMForGridReasoning(config).to(device).train()
     if config.H_cycles > 1:  # as TRMTrainer does: no gradient can reach the initial states
         model.y_init.requires_grad_(False)
         model.z_init.requires_grad_(False)
@@ -59,16 +61,18 @@ class GradOnlyCompiledCore(torch.nn.Module):
 def package_training_step(model: TRMForGridReasoning, batch_size: int, dtype: str,
                           compiled: bool = False) -> Callable[[], float]:
     """A closure running one supervision step of the package (optimizer as in TRMTrainer); returns the loss.
-    `compiled` runs the network calls with gradients through `torch.compile` (GradOnlyCompiledCore)."""
+    `compiled` runs the network calls with gradients through `torch.compile` (GradOnlyCompiledCore).
+    Runs on the device of the model's weights (returning the loss as a float waits for the device)."""
+    device = next(model.parameters()).device
     optimizer = TRMOptimizer(build_param_groups(model, 1e-4, 1.0, 1e-4, 1.0))
-    input_ids, labels = random_batch(model.config, batch_size)
-    generator = torch.Generator().manual_seed(0)
+    input_ids, labels = random_batch(model.config, batch_size, device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
     if compiled:
         model.core = GradOnlyCompiledCore(model.core)
     carry = {"state": None}
 
     def step() -> float:
-        with autocast_for(dtype):
+        with autocast_for(dtype, device.type):
             out = model(input_ids, labels=labels, state=carry["state"], generator=generator)
         out.loss.backward()
         optimizer.step()
@@ -104,7 +108,7 @@ def package_solve(model: TRMForGridReasoning, input_ids: torch.Tensor, dtype: st
     model.eval()
 
     def run():
-        with autocast_for(dtype):
+        with autocast_for(dtype, input_ids.device.type):
             return model.solve(input_ids, halting=halting, max_steps=max_steps)
 
     return run
@@ -119,7 +123,7 @@ def package_solve_stream(model: TRMForGridReasoning, input_ids: torch.Tensor, dt
     model.eval()
 
     def run() -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast_for(dtype):
+        with autocast_for(dtype, input_ids.device.type):
             if refill:
                 out = model.solve(input_ids, halting=halting, slots=batch_size)
                 return out.predictions, out.steps

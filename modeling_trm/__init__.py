@@ -12,6 +12,7 @@ remote code):
     data/, metrics/  dataset builders and generators; task metrics
     commands/      the `trm` command line, one module per subcommand
     convert.py, publish.py   reference checkpoints; Hub uploads and cards
+    dtypes.py      the compute dtype each device runs natively (bf16 only with bf16 units)
 
 The names below load on first use (PEP 562), so `import modeling_trm` and the `trm` command line stay
 cheap. Loading any of them imports the model module, which registers `TRMConfig` / `TRMForGridReasoning`

@@ -222,9 +222,173 @@ def test_bf16_fast_path_stays_close_to_fp32(mixer: str) -> None:
 
 def test_memory_probe_reports_the_step_peak_above_the_set_up() -> None:
     from modeling_trm.benchmarks.memory_probe import probe
-    from modeling_trm.training.trainer import cpu_supports_bf16
+    from modeling_trm.dtypes import native_dtype
 
-    # the dtype this CPU runs natively: bf16 without bf16 units is emulated, about 100x slower than fp32
-    result = probe("sudoku-mlp", 2, "package", "bf16" if cpu_supports_bf16() else "fp32", steps=1)
+    # the dtype this CPU runs natively: bf16 without bf16 units is emulated, about 15x slower than fp32
+    result = probe("sudoku-mlp", 2, "package", native_dtype("cpu"), steps=1)
     assert result["peak_rss_mb"] >= result["rss_ready_mb"] > 0
     assert result["step_added_mb"] == pytest.approx(result["peak_rss_mb"] - result["rss_ready_mb"], abs=0.2)
+
+
+# ----------------------------------------------------------------------------- dtypes follow the hardware
+
+
+@pytest.fixture
+def bf16_units(monkeypatch):
+    """Set whether the CPU 'has' bf16 units (AVX512-BF16 / AMX): `bf16_units(True)`."""
+    from modeling_trm import dtypes
+
+    return lambda present: monkeypatch.setattr(dtypes, "cpu_supports_bf16", lambda: present)
+
+
+def test_native_dtype_follows_the_cpu_and_the_gpu(bf16_units, monkeypatch) -> None:
+    from modeling_trm import dtypes
+    from modeling_trm.inference.evaluation import resolve_dtype
+    from modeling_trm.training import trainer
+
+    assert trainer.cpu_supports_bf16 is dtypes.cpu_supports_bf16  # one check, which the trainer imports
+    bf16_units(True)
+    assert dtypes.native_dtype("cpu") == "bf16" and dtypes.bf16_skip_reason("cpu") is None
+    assert resolve_dtype("auto", torch.device("cpu")) == "bf16"  # trm eval --dtype auto
+    bf16_units(False)
+    assert dtypes.native_dtype("cpu") == "fp32" and dtypes.native_dtype(torch.device("cpu")) == "fp32"
+    assert "AVX512-BF16" in dtypes.bf16_skip_reason("cpu") and "AMX" in dtypes.bf16_skip_reason("cpu")
+    assert resolve_dtype("auto", torch.device("cpu")) == "fp32"
+    assert resolve_dtype("bf16", torch.device("cpu")) == "bf16"  # an explicit choice is kept
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert dtypes.native_dtype("cuda") == dtypes.native_dtype("cuda:1") == "bf16"  # whatever the CPU has
+    assert resolve_dtype("auto", torch.device("cuda")) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert dtypes.native_dtype("cuda") == "fp32" and "is_bf16_supported" in dtypes.bf16_skip_reason("cuda")
+    assert dtypes.native_dtype("meta") == "fp32"
+
+
+def _plan_dtypes(plan) -> set[str]:
+    return {case.dtype for case in plan.train + plan.solve}
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_bench_plan_dtypes_follow_the_cpu(bf16_units, quick: bool) -> None:
+    bf16_units(True)
+    plan = bench.default_plan(quick)
+    assert plan.dtype == "bf16" and plan.peak_dtypes == ("fp32", "bf16") and plan.notes == []
+    fp32_cases = [case for case in plan.train + plan.solve if case.dtype == "fp32"]
+    # beside bf16, the full plan keeps one fp32 training row (what bf16 gains), without a baseline
+    assert [(c.preset, c.baseline) for c in fp32_cases] == ([] if quick else [("Sudoku-MLP", False)])
+    bf16_units(False)
+    plan = bench.default_plan(quick)
+    assert plan.dtype == "fp32" and _plan_dtypes(plan) == {"fp32"} and plan.peak_dtypes == ("fp32",)
+    assert len(plan.notes) == 1 and plan.notes[0].startswith("bf16 skipped: this CPU has no bf16 units")
+    assert "AVX512-BF16" in plan.notes[0] and plan.notes[0].endswith("every row runs in fp32")
+    assert len({(c.preset, c.batch_size, c.compiled) for c in plan.train}) == len(plan.train)  # no duplicate rows
+
+
+def test_quick_plan_fits_two_minutes_of_fp32_on_two_cores(bf16_units) -> None:
+    """--quick promises under 2 minutes on 2 idle cores. The slowest native case is fp32 on an AVX2 CPU
+    (about 30 GFLOP/s per core): the model rows' matmul FLOPs, every call counted (first call, warm-up,
+    timed runs; package and baseline), must leave most of the 2 minutes to the demo rows and the peaks,
+    and the demo model (about 2 TFLOP to train) is not trained by --quick."""
+    bf16_units(False)
+    plan = bench.default_plan(True)
+    total = 0.0
+    for case in plan.train:
+        config = TRMConfig.from_preset(bench.PRESETS[case.preset])
+        runs = max(case.warmup, 1) + case.repeats
+        total += training_step_flops(config, case.batch_size) * runs * (2 if case.baseline else 1)
+    for case in plan.solve:
+        config = TRMConfig.from_preset(bench.PRESETS[case.preset])
+        total += forward_step_flops(config, case.batch_size) * case.max_steps * (max(case.warmup, 1) + case.repeats)
+    assert total / (2 * 30e9) < 40, f"{total / 1e12:.2f} TFLOP: {total / 60e9:.0f} s at 60 GFLOP/s"
+    assert plan.demo_puzzles is not None and plan.demo_puzzles <= 256 and plan.memory_batch is None
+    assert not plan.demo_train and bench.default_plan(False).demo_train
+
+
+@pytest.mark.parametrize("units", [True, False])
+def test_suite_measures_only_native_peaks_and_says_why(bf16_units, monkeypatch, units: bool) -> None:
+    """The suite (its cases stubbed): the peaks it measures, the dtype the demo rows get, the skip line."""
+    bf16_units(units)
+    calls = {"peaks": [], "train": [], "solve": [], "demo": []}
+
+    def fake_peaks(batch_rows, repeats, dtypes, device):
+        calls["peaks"].append((tuple(dtypes), device))
+        return {d: {"gflops_per_s": 50.0, "median_gflops_per_s": 45.0, "shape": "s"} for d in dtypes}
+
+    monkeypatch.setattr(bench, "measure_peaks", fake_peaks)
+    monkeypatch.setattr(bench, "run_train_case", lambda case, peak, log, device: calls["train"].append(case) or [])
+    monkeypatch.setattr(bench, "run_solve_case", lambda case, peak, log: calls["solve"].append(case) or {
+        "compiled": False, "gflops_per_s": 1.0, "dtype": case.dtype, "preset": case.preset, "mode": "solve-max"})
+    monkeypatch.setattr(bench, "run_act_demo", lambda *a, **k: calls["demo"].append(k) or [])
+    monkeypatch.setattr(bench, "run_refill_comparison", lambda *a, **k: calls["demo"].append(k) or [])
+    monkeypatch.setattr(bench.act_demo, "demo_model_cached", lambda: True)
+    lines: list[str] = []
+    result = bench.run_suite(bench.default_plan(True), log=lines.append)
+    expected = "bf16" if units else "fp32"
+    assert calls["peaks"] == [(("fp32", "bf16") if units else ("fp32",), "cpu")] * 2  # start and end
+    assert {case.dtype for case in calls["train"] + calls["solve"]} == {expected}
+    assert [k["dtype"] for k in calls["demo"]] == [expected] * 2
+    skipped = [line for line in lines if line.startswith("bf16 skipped")]
+    assert len(skipped) == (0 if units else 1) and result["dtype"] == expected
+    assert set(result["matmul_peak"]) == ({"fp32", "bf16"} if units else {"fp32"})
+    assert [k["puzzles"] for k in calls["demo"]] == [bench.QUICK_DEMO_PUZZLES] * 2
+
+    monkeypatch.setattr(bench.act_demo, "demo_model_cached", lambda: False)  # --quick never trains it
+    lines.clear()
+    bench.run_suite(bench.default_plan(True), log=lines.append)
+    assert len(calls["demo"]) == 2 and any(line.startswith("ACT demo and slot-refill rows skipped") for line in lines)
+
+
+def test_gpu_plan_trains_both_sudoku_models_at_batch_768_in_bf16(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    plan = bench.default_plan(False, device="cuda")
+    assert [(c.preset, c.batch_size, c.dtype, c.baseline) for c in plan.train] == [
+        ("Sudoku-MLP", 768, "bf16", False), ("Sudoku-Att", 768, "bf16", False)]
+    assert plan.solve == [] and not plan.demo and plan.memory_batch is None and plan.notes == []
+    assert plan.peak_dtypes == ("fp32", "bf16") and plan.peak_rows == 768 * 97 and plan.device == "cuda"
+    assert bench.build_parser().parse_args(["--gpu"]).device == "cuda"
+    assert bench.build_parser().parse_args([]).device == "cpu"
+
+
+def test_gpu_plan_refused_without_a_gpu(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA device"):
+        bench.main(["--device", "cuda"])
+    with pytest.raises(ValueError, match="cpu or cuda"):
+        bench.main(["--device", "meta"])
+
+
+def test_gpu_records_report_peak_allocated_memory() -> None:
+    from modeling_trm.benchmarks.measure import Timing
+
+    timing = Timing(wall=[0.5], cpu=[0.5], others_cores=[None])
+    record = bench._record("Sudoku-MLP", 768, "train", "bf16", "package", timing, 768, 1e12, _tiny_peak(),
+                           (100.0, 2148.0), None, device="cuda")
+    assert record["peak_rss_mb"] is None and record["device"] == "cuda"
+    assert (record["peak_cuda_memory_mb"], record["cuda_memory_added_mb"]) == (2148.0, 2048.0)
+    assert bench._row(record).split()[-1] == "2148"  # the table's memory column (no `others` figure)
+    cpu = bench._record("Sudoku-MLP", 2, "train", "fp32", "package", timing, 2, 1e9, _tiny_peak(), (10.0, 30.0), None)
+    assert (cpu["peak_rss_mb"], cpu["rss_added_mb"], cpu["device"]) == (30.0, 20.0, "cpu")
+
+
+def test_memory_probe_defaults_to_the_native_dtype(bf16_units, monkeypatch) -> None:
+    from modeling_trm.benchmarks import memory_probe
+
+    commands = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        return type("Done", (), {"returncode": 0, "stdout": '{"peak_rss_mb": 1}\n', "stderr": ""})()
+
+    monkeypatch.setattr(memory_probe.subprocess, "run", fake_run)
+    for units, expected in ((False, "fp32"), (True, "bf16")):
+        bf16_units(units)
+        memory_probe.probe_in_subprocess("sudoku-mlp", 2, "package")
+        assert commands[-1][commands[-1].index("--dtype") + 1] == expected
+
+
+def test_matmul_peaks_only_for_the_dtypes_asked() -> None:
+    from modeling_trm.benchmarks.matmul_peak import measure_peaks
+
+    peaks = measure_peaks(batch_rows=4, repeats=1, dtypes=("fp32",))
+    assert list(peaks) == ["fp32"] and peaks["fp32"]["gflops_per_s"] > 0

@@ -129,13 +129,9 @@ def resolve_dtype(dtype: str, device: torch.device) -> str:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if dtype != "auto":
         return dtype
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        from ..training.trainer import cpu_supports_bf16
+    from ..dtypes import native_dtype
 
-        return "bf16" if cpu_supports_bf16() else "fp32"
-    return "fp32"
+    return native_dtype(device)  # fp32 on a CPU without AVX512-BF16 / AMX, where bf16 is emulated
 
 
 # ----------------------------------------------------------------------------- dataset identity

@@ -28,6 +28,7 @@ from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
 from ..data.atomic import write_text_atomically
+from ..dtypes import cpu_supports_bf16, native_dtype
 from ..faults import fault_point
 from ..modeling_trm import IGNORE_INDEX, TRMForGridReasoning, TRMState
 from .sample_stream import MODEL_COLUMNS, SampleStream
@@ -36,13 +37,6 @@ from .optim import EMAWeights, TRMOptimizer, build_param_groups
 RAW_WEIGHTS_NAME = "raw_model.safetensors"  # checkpoint: the non-EMA weights, to resume training
 CARRY_NAME = "trm_carry_rank{rank}.pt"  # checkpoint: carry, sample stream and counters of one rank
 COMPLETE_MARKER = "trm_checkpoint_complete"  # written last: a checkpoint without it is partial
-
-
-def cpu_supports_bf16() -> bool:
-    """bf16 autocast pays off on CPUs with bf16 matrix units (AVX512-BF16 / AMX)."""
-    checker = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool((checker and checker()) or (amx and amx()))
 
 
 def has_accelerator() -> bool:
@@ -84,7 +78,7 @@ class TRMTrainingArguments(TrainingArguments):
         if self.eval_halting not in ("max", "act", "both"):
             raise ValueError(f"eval_halting must be 'max', 'act' or 'both', got {self.eval_halting!r}")
         if self.auto_bf16 and not self.bf16 and not self.fp16 and not self.use_cpu and torch.cuda.is_available():
-            self.bf16 = torch.cuda.is_bf16_supported()
+            self.bf16 = native_dtype("cuda") == "bf16"  # bf16 hardware, not torch's emulation on older GPUs
         elif self.auto_bf16 and not self.bf16 and not self.fp16 and not torch.cuda.is_available() \
                 and not torch.backends.mps.is_available() and cpu_supports_bf16():
             self.bf16 = True
