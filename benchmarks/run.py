@@ -56,6 +56,7 @@ from modeling_trm.flops import forward_step_flops, training_step_flops
 from modeling_trm.threads import apply_thread_choice
 
 from . import act_demo
+from .options import build_parser
 from .matmul_peak import measure_peaks
 from .memory_probe import probe_in_subprocess
 from .measure import (OtherProcesses, Timing, current_rss_mb, load_average, machine_description, peak_rss_mb, reset_peak_rss,
@@ -522,20 +523,6 @@ def run_suite(plan: Plan, log=print) -> dict[str, Any]:
     return {"machine": machine, "device": plan.device, "dtype": plan.dtype, "notes": plan.notes,
             "matmul_peak": peak, "records": records, "memory": memory, "targets": targets,
             "suite_seconds": round(seconds, 1), "command": " ".join(["python -m benchmarks.run"] + sys.argv[1:])}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller plan (under 2 minutes on 2 idle cores)")
-    parser.add_argument("--json", default=None, help="write the records here (atomically)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: OMP_NUM_THREADS if set, else the automatic count of "
-                             "modeling_trm/threads.py: CPUs usable and left idle by other processes)")
-    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: the GPU plan (Sudoku-MLP and "
-                                                        "Sudoku-Att training steps at batch 768, bf16)")
-    parser.add_argument("--gpu", action="store_const", const="cuda", dest="device", help="same as --device cuda")
-    return parser
 
 
 def main_from_args(args: argparse.Namespace) -> int:

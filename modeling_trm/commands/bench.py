@@ -17,6 +17,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_bench(args: argparse.Namespace, argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:  # the suite's options, without importing the suite (torch)
+        from ..benchmarks.options import build_parser
+
+        build_parser().parse_args(argv)
     try:
         from ..benchmarks import run as bench
     except ImportError as error:
