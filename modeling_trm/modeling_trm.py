@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from numbers import Real
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,10 @@ _INDEX_DTYPES = (torch.int64, torch.int32)  # what nn.Embedding accepts as indic
 # On a CPU in half precision the sequence-MLP model runs slices of the batch of about this many
 # positions (samples x sequence length) at a time: measured best between 12 and 16 Sudoku samples.
 _CPU_ROWS_PER_CHUNK = 1600
+# Rows (puzzles x samples) one supervision step computes at most when `solve` runs several trajectories per
+# puzzle and is not told `max_batch_rows`: memory stays bounded whatever K is (a row is ~ 3 * L * D floats).
+_DEFAULT_MAX_BATCH_ROWS = 4096
+SELECTION_RULES = ("halt", "vote")
 # Std of a standard normal truncated to [-2, 2]; dividing by it makes the truncated draw have the
 # requested std (the reference uses this JAX-style initializer, torch's trunc_normal_ does not).
 _TRUNC_NORMAL_STD_AT_2 = 0.8796256610342398
@@ -361,6 +366,87 @@ class TRMSolveOutput(ModelOutput):
     q_halt_logits: torch.Tensor | None = None  # (B,) at the sample's last step
     trajectory: torch.Tensor | None = None  # (B, max_steps, seq_len); frozen after a sample halts
     trajectory_q_halt_logits: torch.Tensor | None = None  # (B, max_steps)
+    # With `samples=K > 1` the fields above describe the selected trajectory of each puzzle, and these all K:
+    sample_predictions: torch.Tensor | None = None  # (B, K, seq_len) each trajectory's final answer
+    sample_q_halt_logits: torch.Tensor | None = None  # (B, K) each trajectory's q_halt logit at its last step
+    sample_steps: torch.Tensor | None = None  # (B, K) supervision steps each trajectory used
+    selected_sample: torch.Tensor | None = None  # (B,) index k of the trajectory returned above
+
+
+# ----------------------------------------------------------------------------- test-time scaling (PTRM)
+
+
+def check_sampling_arguments(samples: int, noise_std: float, selection: str, generator: torch.Generator | None,
+                             max_batch_rows: int | None) -> None:
+    """`solve`'s test-time scaling arguments, refused with a message naming the argument before any compute."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be a positive integer (trajectories per puzzle), got {samples!r}")
+    if isinstance(noise_std, bool) or not isinstance(noise_std, Real) or not math.isfinite(noise_std) \
+            or noise_std < 0:
+        raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
+    if selection not in SELECTION_RULES:
+        raise ValueError(f"selection must be one of {SELECTION_RULES}, got {selection!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if max_batch_rows is not None and (isinstance(max_batch_rows, bool) or not isinstance(max_batch_rows, int)
+                                       or max_batch_rows < samples):
+        raise ValueError(f"max_batch_rows must be an integer >= samples ({samples}), so that a batch holds the "
+                         f"trajectories of at least one puzzle; got {max_batch_rows!r}")
+
+
+class LatentNoise:
+    """PTRM's exploration noise: z <- z + noise_std * eps, eps ~ N(0, I), before every supervision step.
+
+    Every row (one trajectory of one puzzle) draws from its own generator, seeded from one base seed
+    plus the row's index, so the noise a trajectory gets at its s-th step is the same whichever rows
+    share its batch: chunking, refills and other rows' halting leave the draws alone. Only the rows
+    running now hold a generator.
+    """
+
+    def __init__(self, noise_std: float, generator: torch.Generator | None) -> None:
+        self.noise_std = float(noise_std)
+        device = generator.device if generator is not None else "cpu"
+        self.base_seed = int(torch.randint(0, 2**62, (), generator=generator, device=device))
+        self.streams: dict[int, torch.Generator] = {}
+
+    def __call__(self, rows: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """`z` (R, L, D) of the rows `rows` (R,), perturbed."""
+        self.streams = {row: self.streams.get(row) or torch.Generator(z.device).manual_seed(self.base_seed + row)
+                        for row in rows.tolist()}
+        eps = torch.stack([torch.randn(z.shape[1:], generator=self.streams[row], device=z.device)
+                           for row in rows.tolist()])  # (R, L, D) fp32
+        return z + (self.noise_std * eps).to(z.dtype)
+
+
+def select_trajectories(solved: TRMSolveOutput, samples: int, selection: str) -> TRMSolveOutput:
+    """One trajectory per puzzle out of the K rows of each (row i * K + k is trajectory k of puzzle i).
+
+    "halt": the highest q_halt logit at the trajectory's last step (PTRM: the halting head, trained to
+    say "this answer is right", is the verifier). "vote": the answer most trajectories reached; among
+    answers with as many votes, the one holding the highest q_halt logit. Equal keys go to the lower
+    index (`argmax` returns the first maximum).
+    """
+    answers = solved.predictions.view(-1, samples, solved.predictions.shape[-1])  # (B, K, L)
+    q_halt = solved.q_halt_logits.view(-1, samples)  # (B, K)
+    score = q_halt
+    if selection == "vote":
+        votes = torch.empty_like(q_halt, dtype=torch.long)  # (B, K): how many trajectories share k's answer
+        for puzzle, candidates in enumerate(answers):
+            _, group, counts = torch.unique(candidates, dim=0, return_inverse=True, return_counts=True)
+            votes[puzzle] = counts[group]
+        score = q_halt.masked_fill(votes < votes.max(1, keepdim=True).values, -math.inf)
+    chosen = score.argmax(1)  # (B,)
+    rows = torch.arange(chosen.shape[0], device=chosen.device) * samples + chosen
+
+    def pick(tensor: torch.Tensor | None) -> torch.Tensor | None:
+        return None if tensor is None else tensor[rows]
+
+    return TRMSolveOutput(
+        predictions=pick(solved.predictions), steps=pick(solved.steps), q_halt_logits=pick(solved.q_halt_logits),
+        trajectory=pick(solved.trajectory), trajectory_q_halt_logits=pick(solved.trajectory_q_halt_logits),
+        sample_predictions=answers, sample_q_halt_logits=q_halt, sample_steps=solved.steps.view(-1, samples),
+        selected_sample=chosen,
+    )
 
 
 # ----------------------------------------------------------------------------- loading checks
@@ -748,9 +834,15 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         halting: str = "act",
         return_trajectory: bool = False,
         slots: int | None = None,
+        samples: int = 1,
+        noise_std: float = 0.0,
+        selection: str = "halt",
+        generator: torch.Generator | None = None,
+        max_batch_rows: int | None = None,
     ) -> TRMSolveOutput:
         """Refine answers for up to `max_steps` supervision steps (default `config.default_solve_steps`:
-        `solve_max_steps` where set, else `halt_max_steps`).
+        `solve_max_steps` where set, else `halt_max_steps`; any larger count runs too, the carry simply
+        continues, and ACT still stops a puzzle once q_halt > 0).
 
         `halting="act"` stops a puzzle once q_halt > 0; `halting="max"` runs every step (the paper's
         evaluation protocol). `slots` is how many puzzles run at once (default: all of them). Without
@@ -759,6 +851,22 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         once (continuous batching, as the training carry refills halted slots), so the steps keep
         running full batches. Puzzles are independent: each gets the same answer and step count
         whatever `slots` is.
+
+        Test-time scaling, as PTRM does it (Probabilistic TRM, arXiv:2605.19943; no retraining): a
+        deterministic recursion that falls into a wrong basin stays there, so `samples=K` runs K
+        trajectories of every puzzle as rows of the batch, and before every supervision step adds
+        `noise_std * N(0, I)` to each trajectory's latent z (`z_L` in the reference code; the answer
+        state y is left alone). Each trajectory halts on its own (ACT) or runs `max_steps`. One per
+        puzzle is returned: `selection="halt"` (PTRM's rule: the halting head as verifier) takes the
+        trajectory with the highest q_halt logit at its last step; `"vote"` takes the answer most
+        trajectories reached, ties going to the higher q_halt logit, then the lower trajectory index.
+        PTRM reports K = 100, 64 steps, noise_std = 0.3; the best scale depends on the model, so tune
+        it on held-out puzzles. The noise comes from `generator` (default: torch's global generator):
+        every trajectory draws from its own stream seeded from it, so a seed gives the same answers bit
+        for bit, and `max_batch_rows`, `slots` or other trajectories' halting change no draw. At most
+        `max_batch_rows` rows (puzzles x samples, default 4096 when K > 1) are computed at once, so
+        memory does not grow with K (except `return_trajectory`, which keeps every trajectory's steps
+        until the selection). `samples=1, noise_std=0` (the defaults) is the plain solve.
         """
         if halting not in ("act", "max"):
             raise ValueError(f"halting must be 'act' or 'max', got {halting!r}")
@@ -767,12 +875,29 @@ class TRMForGridReasoning(TRMPreTrainedModel):
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or slots < 1):
             raise ValueError(f"slots must be a positive integer or None, got {slots!r}")
+        check_sampling_arguments(samples, noise_std, selection, generator, max_batch_rows)
         batch = input_ids.shape[0]
         device = input_ids.device
         if puzzle_identifiers is None:
             puzzle_identifiers = torch.zeros(batch, dtype=torch.long, device=device)
         self.check_inputs(input_ids, puzzle_identifiers)
 
+        rows = batch * samples  # trajectory k of puzzle i is row i * samples + k
+        limit = max_batch_rows or (_DEFAULT_MAX_BATCH_ROWS if samples > 1 else rows)
+        rows_at_once = min(rows, limit, rows if slots is None else slots * samples)
+        if samples > 1:
+            input_ids = input_ids.repeat_interleave(samples, 0)
+            puzzle_identifiers = puzzle_identifiers.repeat_interleave(samples, 0)
+        noise = LatentNoise(noise_std, generator) if noise_std > 0 else None
+        solved = self._refine(input_ids, puzzle_identifiers, max_steps, halting, return_trajectory,
+                              rows_at_once, noise)
+        return solved if samples == 1 else select_trajectories(solved, samples, selection)
+
+    def _refine(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor, max_steps: int, halting: str,
+                return_trajectory: bool, rows_at_once: int, noise: LatentNoise | None) -> TRMSolveOutput:
+        """The refinement loop of `solve` over independent rows, `rows_at_once` of them computed per step."""
+        batch = input_ids.shape[0]
+        device = input_ids.device
         dtype = self._compute_dtype(device.type)
         predictions = torch.zeros_like(input_ids)
         steps = torch.zeros(batch, dtype=torch.int32, device=device)
@@ -781,11 +906,13 @@ class TRMForGridReasoning(TRMPreTrainedModel):
             if return_trajectory else None
         trajectory_q = torch.zeros(batch, max_steps, dtype=torch.float32, device=device) if return_trajectory else None
 
-        rows = torch.arange(min(batch, slots or batch), device=device)  # the puzzle each running row refines
+        rows = torch.arange(min(batch, rows_at_once), device=device)  # the puzzle each running row refines
         row_steps = torch.zeros(rows.shape[0], dtype=torch.int32, device=device)
         x, y, z = self._start_puzzles(input_ids[rows], puzzle_identifiers[rows], dtype)
         waiting = rows.shape[0]  # index of the next puzzle to load
         while rows.numel():
+            if noise is not None:
+                z = noise(rows, z)
             y, z, logits, q_halt = self.supervision_step(x, y, z)
             row_steps += 1
             answer = logits.argmax(-1).to(input_ids.dtype)
@@ -833,17 +960,25 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         puzzle_identifiers: torch.Tensor | None = None,
         max_steps: int | None = None,
         halting: str = "max",
+        samples: int = 1,
+        noise_std: float = 0.0,
+        selection: str = "halt",
+        generator: torch.Generator | None = None,
+        max_batch_rows: int | None = None,
     ) -> torch.LongTensor:
         """The answer token ids, `(batch, seq_len)`, the way `generate` returns ids in transformers.
 
         `solve(...).predictions`, for code written against that convention; `solve` is the rich call
-        (steps used, q_halt logits, every step's answer). `halting` defaults to the paper's protocol,
-        `"max"`. This is not `GenerationMixin.generate`: TRM refines the whole grid at once, so there
-        is no token-by-token decoding, sampling or cache, and no generation config (`can_generate()`
-        stays False, so `save_pretrained` writes no `generation_config.json`).
+        (steps used, q_halt logits, every step's answer, the K candidates of a sampled run). `halting`
+        defaults to the paper's protocol, `"max"`; `samples`, `noise_std`, `selection`, `generator` and
+        `max_batch_rows` are `solve`'s test-time scaling. This is not `GenerationMixin.generate`: TRM
+        refines the whole grid at once, so there is no token-by-token decoding or cache, and no
+        generation config (`can_generate()` stays False, so `save_pretrained` writes no
+        `generation_config.json`).
         """
-        return self.solve(input_ids, puzzle_identifiers=puzzle_identifiers, max_steps=max_steps,
-                          halting=halting).predictions
+        return self.solve(input_ids, puzzle_identifiers=puzzle_identifiers, max_steps=max_steps, halting=halting,
+                          samples=samples, noise_std=noise_std, selection=selection, generator=generator,
+                          max_batch_rows=max_batch_rows).predictions
 
     # -- bookkeeping ----------------------------------------------------------------------------
 

@@ -15,7 +15,11 @@ Outputs per puzzle: `answer` (the solved string, or for ARC the grid cut from th
 None when there is none), `steps` (supervision steps used), `halt_probability` (sigmoid of the last
 q_halt logit) and, for Sudoku and maze models, `valid` (a legal complete Sudoku keeping the givens;
 a shortest S-to-G maze path). `halting="act"` (default: stop once q_halt > 0) or `"max"` and
-`max_steps=` go to `solve`; `batch_size=` and `device=` work as in other pipelines.
+`max_steps=` go to `solve`; `batch_size=` and `device=` work as in other pipelines. Test-time scaling
+(PTRM, see `solve`): `samples=K` noisy trajectories per puzzle with `noise_std=`, one kept by
+`selection="halt"` (highest final q_halt logit) or `"vote"`, and `seed=` (an int) for the noise: each
+batch draws from a generator seeded with it, so a call with the same inputs, seed and batch size gives
+the same answers.
 
 On CPU the first call picks torch's thread count as the `trm` commands do (`threads.py`: the CPUs this
 process may use and other processes leave idle), unless the user set it (`torch.set_num_threads`,
@@ -42,6 +46,7 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .arc_canvas import arc_grid_to_canvas, crop_arc_prediction
 from .grid_checks import is_shortest_maze_path, valid_sudoku_rows
+from .modeling_trm import check_sampling_arguments
 from .puzzle_text import encode_puzzle, render_answer, symbol_lookup
 from .threads import apply_thread_choice
 
@@ -82,11 +87,21 @@ class GridReasoningPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, halting: str | None = None, max_steps: int | None = None, **unknown: Any):
+    def _sanitize_parameters(self, halting: str | None = None, max_steps: int | None = None, samples: int | None = None,
+                             noise_std: float | None = None, selection: str | None = None, seed: int | None = None,
+                             **unknown: Any):
         if unknown:
-            raise ValueError(f"unknown grid-reasoning parameters {sorted(unknown)}; "
-                             "it takes halting, max_steps, batch_size and device")
-        forward: dict[str, Any] = {}
+            raise ValueError(f"unknown grid-reasoning parameters {sorted(unknown)}; it takes halting, max_steps, "
+                             "samples, noise_std, selection, seed, batch_size and device")
+        # test-time scaling (`solve`'s PTRM sampling), checked here so a bad value fails before any compute
+        forward: dict[str, Any] = {key: value for key, value in (("samples", samples), ("noise_std", noise_std),
+                                                                 ("selection", selection)) if value is not None}
+        check_sampling_arguments(forward.get("samples", 1), forward.get("noise_std", 0.0),
+                                 forward.get("selection", "halt"), generator=None, max_batch_rows=None)
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+                raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+            forward["seed"] = seed
         if halting is not None:
             if halting not in HALTING_MODES:
                 raise ValueError(f"halting must be one of {HALTING_MODES}, got {halting!r}")
@@ -154,14 +169,15 @@ class GridReasoningPipeline(Pipeline):
         encoded = puzzle if isinstance(puzzle, EncodedPuzzle) else self.encode(puzzle)
         return {"input_ids": torch.tensor([encoded.input_ids], dtype=torch.long)}
 
-    def _forward(self, model_inputs: dict[str, torch.Tensor], halting: str = "act",
-                 max_steps: int | None = None) -> dict[str, torch.Tensor]:
+    def _forward(self, model_inputs: dict[str, torch.Tensor], halting: str = "act", max_steps: int | None = None,
+                 seed: int | None = None, **sampling: Any) -> dict[str, torch.Tensor]:
         if self.device.type == "cpu" and not getattr(self, "_threads_chosen", False):
             # the first CPU solve starts torch's thread pool: size it to the CPUs actually available
             logger.info(apply_thread_choice(announce=False).line())
             self._threads_chosen = True
         input_ids = model_inputs["input_ids"]
-        solved = self.model.solve(input_ids, max_steps=max_steps, halting=halting)
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        solved = self.model.solve(input_ids, max_steps=max_steps, halting=halting, generator=generator, **sampling)
         return {"input_ids": input_ids, "predictions": solved.predictions, "steps": solved.steps,
                 "q_halt_logits": solved.q_halt_logits}
 
