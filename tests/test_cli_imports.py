@@ -71,6 +71,9 @@ def test_literal_choices_equal_the_library_values() -> None:
 
     assert demo.DEMO_TASK_NAMES == tuple(DEMO_TASKS)
     assert (eval.HALTING_MODES, eval.DTYPES) == (evaluation.HALTING_MODES, evaluation.DTYPES)
+    from modeling_trm.modeling_trm import SELECTION_RULES
+
+    assert eval.SELECTION_RULES == SELECTION_RULES
     assert convert.PRESET_NAMES == tuple(sorted(PRESETS)) and convert.REFERENCE_PREFIX == REFERENCE_PREFIX
     assert (data.SUDOKU_EXTREME_REPO_ID, data.SUDOKU_EXTREME_REVISION) == (SUDOKU_EXTREME_REPO_ID,
                                                                           SUDOKU_EXTREME_REVISION)

@@ -97,7 +97,8 @@ def test_trm_eval_writes_every_field_of_the_schema(sudoku_dir, model_dir, tmp_pa
     assert threads["count"] == torch.get_num_threads() and threads["reason"]
     assert results["protocol"] == {"halting": "max", "max_steps": 4, "batch_size": 10,
                                    "dtype": resolve_dtype("auto", torch.device("cpu")), "device": "cpu",
-                                   "torch_threads": torch.get_num_threads(), "limit": None, "slot_refill": False}
+                                   "torch_threads": torch.get_num_threads(), "limit": None, "slot_refill": False,
+                                   "samples": 1, "noise_std": 0.0, "selection": "halt", "seed": None}
     metrics = results["metrics"]
     assert set(metrics) == {"exact_accuracy", "token_accuracy", "blank_accuracy", "valid_solution_accuracy"}
     assert all(0.0 <= value <= 1.0 for value in metrics.values())
@@ -410,3 +411,34 @@ def test_trm_eval_on_arc_writes_a_submission_beside_the_results(tmp_path, capsys
     assert sorted(submission) == ["cafe0002", "cafe0003"]
     assert all(set(entry) == {"attempt_1", "attempt_2"} for entries in submission.values() for entry in entries)
     check_results(results)
+
+
+def test_trm_eval_with_noisy_samples_is_reproducible_and_recorded(sudoku_dir, model_dir, tmp_path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.json"
+        assert run_cli("--model", str(model_dir), "--dataset", str(sudoku_dir), "--batch-size", "8", "--no-progress",
+                       "--samples", "3", "--noise-std", "0.5", "--selection", "vote", "--seed", "7",
+                       "--out", str(out)) == 0
+        runs.append(json.loads(out.read_text()))
+    first, second = runs
+    assert {key: first["protocol"][key] for key in ("samples", "noise_std", "selection", "seed")} == \
+        {"samples": 3, "noise_std": 0.5, "selection": "vote", "seed": 7}
+    assert first["metrics"] == second["metrics"] and first["accuracy_by_steps"] == second["accuracy_by_steps"]
+    plain = tmp_path / "plain.json"
+    assert run_cli("--model", str(model_dir), "--dataset", str(sudoku_dir), "--batch-size", "8", "--no-progress",
+                   "--out", str(plain)) == 0
+    assert json.loads(plain.read_text())["protocol"]["samples"] == 1
+
+
+@pytest.mark.parametrize("flags, named", [(["--samples", "0"], "samples"), (["--noise-std", "-0.1"], "noise_std"),
+                                          (["--seed", "-1"], "seed")])
+def test_trm_eval_refuses_bad_sampling_options_before_loading(flags, named, sudoku_dir, model_dir, tmp_path, capsys,
+                                                              no_compute, monkeypatch) -> None:
+    import modeling_trm.inference.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "load_model_for_eval", lambda *a, **k: pytest.fail("weights loaded"))
+    assert run_cli("--model", str(model_dir), "--dataset", str(sudoku_dir), "--no-progress",
+                   "--out", str(tmp_path / "r.json"), *flags) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()

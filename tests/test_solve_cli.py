@@ -54,3 +54,20 @@ def test_trm_solve_prints_the_models_answers(tmp_path, capsys) -> None:
     bad.write_text("1.3\n")
     assert main(["solve", str(tmp_path / "model"), str(bad)]) == 2
     assert "line 1" in capsys.readouterr().err
+
+
+def test_trm_solve_with_noisy_samples_equals_the_library_call(tmp_path, capsys) -> None:
+    model = tiny_model().eval()
+    model.save_pretrained(tmp_path / "model")
+    puzzle_file = tmp_path / "puzzles.txt"
+    puzzle_file.write_text("1.3.....2..4...1\n.2..............\n")
+    argv = ["solve", str(tmp_path / "model"), str(puzzle_file), "--halting", "max", "--samples", "4",
+            "--noise-std", "0.3", "--selection", "vote", "--seed", "3"]
+    assert main(argv) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line]
+    ids = torch.tensor(read_puzzles(io.StringIO(puzzle_file.read_text()), model.config))
+    expected = model.solve(ids, halting="max", samples=4, noise_std=0.3, selection="vote",
+                           generator=torch.Generator().manual_seed(3)).predictions.tolist()
+    assert printed == [render_answer(row, model.config, False) for row in expected]
+    assert main(["solve", str(tmp_path / "model"), str(puzzle_file), "--noise-std", "-1"]) == 2
+    assert "noise_std" in capsys.readouterr().err

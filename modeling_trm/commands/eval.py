@@ -15,6 +15,8 @@ from ..threads import THREADS_HELP, apply_thread_choice
 # The choices of `inference.evaluation.HALTING_MODES` / `DTYPES` (a test keeps them equal).
 HALTING_MODES = ("max", "act")
 DTYPES = ("auto", "fp32", "bf16")
+# `modeling_trm.modeling_trm.SELECTION_RULES` (a test keeps them equal).
+SELECTION_RULES = ("halt", "vote")
 DESCRIPTION = """Score a TRM checkpoint on a TRM dataset folder and write the results JSON.
 
 Every check (output path, dataset, model config) runs before the weights load or anything is computed.
@@ -38,6 +40,15 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
                         help="auto: bf16 autocast where the hardware has bf16 units, else fp32")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    parser.add_argument("--samples", type=int, default=1,
+                        help="test-time breadth: K noisy trajectories per puzzle, one answer chosen (default 1: "
+                             "today's single deterministic run)")
+    parser.add_argument("--noise-std", type=float, default=0.0,
+                        help="std of the Gaussian noise added to the latent z before every supervision step "
+                             "(PTRM reports 0.3 with 100 samples and 64 steps)")
+    parser.add_argument("--selection", choices=SELECTION_RULES, default="halt",
+                        help="halt: the trajectory the halting head is surest of (PTRM); vote: the most common answer")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the noise (same seed, same answers)")
     parser.add_argument("--no-act", action="store_true", help="under --halting max, skip the ACT figures")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--out", type=Path, default=None,
@@ -66,7 +77,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
         results = evaluate_checkpoint(
             args.model, args.dataset, out, split=args.split, halting=args.halting, max_steps=args.max_steps,
             batch_size=args.batch_size, limit=args.limit, dtype=args.dtype, device=args.device,
-            run_act=not args.no_act, progress=not args.no_progress, overwrite=args.overwrite)
+            run_act=not args.no_act, progress=not args.no_progress, overwrite=args.overwrite,
+            samples=args.samples, noise_std=args.noise_std, selection=args.selection, seed=args.seed)
     except (ValueError, OSError) as error:
         print(f"trm eval: error: {error}", file=sys.stderr)
         return 2

@@ -33,6 +33,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=256, help="puzzles solved at once (slots)")
     parser.add_argument("--grid", action="store_true", help="print each answer as a grid instead of one line")
+    parser.add_argument("--samples", type=int, default=1, help="test-time breadth: K noisy trajectories per puzzle")
+    parser.add_argument("--noise-std", type=float, default=0.0, help="std of the noise on the latent z per step")
+    parser.add_argument("--selection", choices=("halt", "vote"), default="halt",
+                        help="halt: the trajectory the halting head is surest of; vote: the most common answer")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the noise (same seed, same answers)")
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     parser.set_defaults(func=run_solve)
 
@@ -88,6 +93,10 @@ def run_solve(args: argparse.Namespace) -> int:
     apply_thread_choice(args.threads, stream=sys.stderr)  # stdout carries only the answers
     import torch
 
+    from ..inference.evaluation import sampling_arguments
+
+    sampling = sampling_arguments(args.samples, args.noise_std, args.selection, args.seed) or {}
+
     from transformers import AutoConfig
 
     from ..inference.evaluation import load_model_for_eval
@@ -106,7 +115,7 @@ def run_solve(args: argparse.Namespace) -> int:
     except OSError as error:  # no such model or puzzles file, unreadable config
         raise ValueError(str(error)) from None
     ids = torch.tensor(puzzles, device=next(model.parameters()).device)
-    out = model.solve(ids, halting=args.halting, max_steps=args.max_steps, slots=args.batch_size)
+    out = model.solve(ids, halting=args.halting, max_steps=args.max_steps, slots=args.batch_size, **sampling)
     for answer in out.predictions.tolist():
         print(render_answer(answer, model.config, args.grid))
     return 0

@@ -255,6 +255,20 @@ def _check_arguments(halting: str, max_steps: int, batch_size: int, limit: int |
         raise ValueError(f"step_budgets must be positive integers, got {list(step_budgets)}")
 
 
+def sampling_arguments(samples: int, noise_std: float, selection: str, seed: int) -> dict[str, Any] | None:
+    """The `solve` keywords of a K-sample run (None for today's single deterministic trajectory), checked
+    before any compute; the generator is seeded once, so a rerun of the same split gives the same answers."""
+    from ..modeling_trm import check_sampling_arguments
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    generator = torch.Generator().manual_seed(seed)
+    check_sampling_arguments(samples, noise_std, selection, generator, None)
+    if samples == 1 and noise_std == 0:
+        return None
+    return {"samples": samples, "noise_std": noise_std, "selection": selection, "generator": generator}
+
+
 def _check_split(dataset_split: Any, config: TRMConfig) -> None:
     missing = [name for name in MODEL_COLUMNS if name not in dataset_split.column_names]
     if missing:
@@ -288,7 +302,8 @@ def _rows_per_solve_call(halting: str, batch_size: int, max_steps: int, seq_len:
 
 @torch.no_grad()
 def _run_batches(model: TRMForGridReasoning, rows: Any, halting: str, max_steps: int, batch_size: int,
-                 use_bf16: bool, progress: bool, keep_inputs: bool) -> dict[str, np.ndarray]:
+                 use_bf16: bool, progress: bool, keep_inputs: bool,
+                 sampling: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Solve every row; keep final answers, q_halt, steps, per-step correctness and per-step q_halt > 0."""
     from tqdm.auto import tqdm
 
@@ -317,7 +332,7 @@ def _run_batches(model: TRMForGridReasoning, rows: Any, halting: str, max_steps:
         pids = torch.as_tensor(part["puzzle_identifiers"].astype(np.int64), device=device)
         with autocast:
             solved = model.solve(input_ids, puzzle_identifiers=pids, max_steps=max_steps, halting=halting,
-                                 return_trajectory=True, slots=slots)
+                                 return_trajectory=True, slots=slots, **(sampling or {}))
         labels = part["labels"].astype(np.int64)
         trajectory = solved.trajectory.cpu().numpy()  # (B, max_steps, seq)
         ignored = ~scored_cells(labels, pad)  # (B, seq)
@@ -443,6 +458,10 @@ def evaluate_model(
     dataset_path: str | os.PathLike | None = None,
     split: str | None = None,
     submission_path: str | os.PathLike | None = None,
+    samples: int = 1,
+    noise_std: float = 0.0,
+    selection: str = "halt",
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Solve a dataset split and score it; returns a results dict in the `trm eval` schema.
 
@@ -461,12 +480,17 @@ def evaluate_model(
         run_act: under `halting="max"`, also report ACT's accuracy and mean steps (`"act"`).
         dataset_path, split: recorded in the `dataset` block.
         submission_path: ARC only: write the Kaggle `submission.json` (top 2 voted answers) here.
+        samples, noise_std, selection: test-time breadth (`solve`): K noisy trajectories per puzzle, the
+            answer chosen by the halting head (`"halt"`) or a majority vote (`"vote"`); the step-budget and
+            ACT figures then describe the chosen trajectory.
+        seed: seeds the noise (one generator for the whole split), so a rerun gives the same answers.
     """
     started = time.perf_counter()
     config = model.config
     check_compatibility(config, metadata)
     max_steps = config.default_solve_steps if max_steps is None else max_steps
     _check_arguments(halting, max_steps, batch_size, limit, step_budgets)
+    sampling = sampling_arguments(samples, noise_std, selection, seed)
     _check_split(dataset_split, config)
     rows = dataset_split if limit is None or limit >= dataset_split.num_rows else dataset_split.select(range(limit))
     device = next(model.parameters()).device
@@ -475,7 +499,7 @@ def evaluate_model(
     model.eval()
     try:
         outputs = _run_batches(model, rows, halting, max_steps, batch_size, resolved_dtype == "bf16", progress,
-                               keep_inputs=config.task != "arc")
+                               keep_inputs=config.task != "arc", sampling=sampling)
     finally:
         model.train(was_training)
     solve_time = time.perf_counter() - started
@@ -491,7 +515,9 @@ def evaluate_model(
         "dataset": dataset_identity(metadata, dataset_split, dataset_path, split, rows.num_rows),
         "protocol": {"halting": halting, "max_steps": max_steps, "batch_size": batch_size, "dtype": resolved_dtype,
                      "device": _device_name(device), "torch_threads": torch.get_num_threads(), "limit": limit,
-                     "slot_refill": halting == "act", "threads": current_threads().record()},
+                     "slot_refill": halting == "act", "threads": current_threads().record(),
+                     "samples": samples, "noise_std": noise_std, "selection": selection,
+                     "seed": seed if samples > 1 and noise_std > 0 else None},
     }
     metrics: dict[str, Any] = {}
     by_steps: dict[str, float] = {}
@@ -543,7 +569,9 @@ def summary_table(results: dict[str, Any]) -> str:
     protocol, dataset = results["protocol"], results["dataset"]
     lines = ["| what | value |", "|---|---|",
              f"| dataset | {dataset['name']} ({dataset['split']}, {dataset['num_examples']} examples) |",
-             f"| protocol | halting={protocol['halting']}, max_steps={protocol['max_steps']}, {protocol['dtype']} |"]
+             f"| protocol | halting={protocol['halting']}, max_steps={protocol['max_steps']}, {protocol['dtype']}"
+             + (f", {protocol['samples']} samples (noise_std {protocol['noise_std']}, {protocol['selection']}, "
+                f"seed {protocol['seed']})" if protocol.get("samples", 1) > 1 else "") + " |"]
     for key, value in results["metrics"].items():
         if isinstance(value, float):
             lines.append(f"| {key} | {value:.2%} |")
@@ -587,6 +615,8 @@ def evaluate_checkpoint(
 
     if out is not None:
         check_target(out, overwrite)
+    sampling_arguments(evaluate_kwargs.get("samples", 1), evaluate_kwargs.get("noise_std", 0.0),
+                        evaluate_kwargs.get("selection", "halt"), evaluate_kwargs.get("seed", 0))
     dataset_dict, metadata = load_trm_dataset(dataset)
     if split not in dataset_dict:
         raise ValueError(f"{dataset}: no split {split!r} (splits: {sorted(dataset_dict)})")
