@@ -304,3 +304,16 @@ def test_card_snippet_runs_the_step_count_the_results_were_measured_with(tmp_pat
     assert 'out = model.solve(input_ids, halting="max", max_steps=16)' in str(card)
     assert run_card_snippet(card)["out"].steps.tolist() == [16]
     capsys.readouterr()
+
+
+def test_card_states_the_test_time_sampling_a_number_was_measured_with(model, model_dir) -> None:
+    protocol = {"halting": "max", "max_steps": 4, "batch_size": 64, "dtype": "fp32", "samples": 13,
+                "noise_std": 0.35, "selection": "vote", "seed": 17}
+    results = make_results(model, protocol=protocol)
+    text = str(render_model_card(model_dir, results, repo_id="org/trm-tiny"))
+    assert "13 trajectories per puzzle" in text and "std 0.35" in text and "a majority vote" in text
+    assert 'selection="vote"' in text and "seed 17" in text
+    assert unexplained_numbers(text, results, model.config.to_dict(),
+                               [model.num_parameters(), model.num_reference_parameters()]) == []
+    plain = str(render_model_card(model_dir, make_results(model), repo_id="org/trm-tiny"))
+    assert "trajectories per puzzle" not in plain
