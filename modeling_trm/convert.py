@@ -3,9 +3,11 @@
 The published TRM checkpoints (Sudoku, maze, ARC; `reference/TRM_FACTS.md` §7) are raw `torch.save`
 state dicts of a `torch.compile`d training wrapper: no config, every key prefixed
 `_orig_mod.model.inner.`. This module reads one, infers what the tensor shapes tell (hidden size,
-vocabulary, mixer, layers, sequence length for `mlp_t`, puzzle-id count), takes the rest (T, n,
-halting, grid, symbols) from a `TRMConfig` preset plus overrides, renames every tensor and writes a
-`save_pretrained` folder that `AutoModel.from_pretrained` loads. `export_reference_state_dict` does
+vocabulary, mixer, layers, sequence length for `mlp_t`, puzzle-id count), takes every architecture
+field of the run's `all_config.yaml` (pretrain.py's dumped `PretrainConfig`, `arch:` section) when
+one lies beside the checkpoint, checked against the shapes, and the rest (task, grid, symbols; for a
+bare file also T, n, halting) from a `TRMConfig` preset plus overrides, renames every tensor and writes
+a `save_pretrained` folder that `AutoModel.from_pretrained` loads. `export_reference_state_dict` does
 the reverse, so models trained here run in the reference scripts.
 
 Both networks compute the same function: the names map one to one, the fused qkv / gate+up layouts
@@ -13,11 +15,13 @@ are the same, and `H_init`/`L_init` (bf16 buffers there) become the fp32 paramet
 `y_init`/`z_init` with identical values. `tests/test_convert.py` checks the converted model step by
 step against an independent re-derivation of the reference forward pass.
 
-    trm convert-reference step_26040 ./trm-sudoku-mlp --preset sudoku-mlp
+    trm convert-reference run/step_26040 ./trm-sudoku-mlp        # run/all_config.yaml gives the architecture
+    trm convert-reference step_26040 ./trm-sudoku-mlp --preset sudoku-mlp   # a bare file
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -165,18 +169,223 @@ def _drop_transient_buffers(state_dict: dict[str, torch.Tensor]) -> dict[str, to
     return {key: value for key, value in state_dict.items() if key not in dropped}
 
 
+# ----------------------------------------------------------------------------- run config (all_config.yaml)
+
+# pretrain.py dumps its whole `PretrainConfig` (`yaml.dump(config.model_dump())`) as this file beside the `step_N` files.
+REFERENCE_RUN_CONFIG = "all_config.yaml"
+# The converted folder keeps a verbatim copy under this name, and the parsed dict in config.json under this field.
+REFERENCE_RUN_CONFIG_COPY = "reference_config.yaml"
+REFERENCE_RUN_CONFIG_FIELD = "reference_run_config"
+# `arch.name` of the reference TRM (`models/recursive_reasoning/trm.py`, class TinyRecursiveReasoningModel_ACTV1).
+REFERENCE_ARCH_NAME = "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1"
+# arch key -> (TRMConfig field, kind). vocab_size / seq_len / num_puzzle_identifiers come from the dataset
+# metadata in pretrain.py and are usually absent; they are used (and checked) where a run config has them.
+_ARCH_FIELDS = {
+    "H_cycles": ("H_cycles", int), "L_cycles": ("L_cycles", int), "L_layers": ("num_layers", int),
+    "hidden_size": ("hidden_size", int), "num_heads": ("num_heads", int), "expansion": ("expansion", float),
+    "rope_theta": ("rope_theta", float), "rms_norm_eps": ("rms_norm_eps", float),
+    "halt_max_steps": ("halt_max_steps", int), "halt_exploration_prob": ("halt_exploration_prob", float),
+    "puzzle_emb_len": ("puzzle_emb_len", int), "vocab_size": ("vocab_size", int), "seq_len": ("seq_len", int),
+    "num_puzzle_identifiers": ("num_puzzle_identifiers", int),
+}
+_LOSS_TYPES = {"stablemax_cross_entropy": "stablemax", "softmax_cross_entropy": "softmax"}
+
+
+def load_reference_run_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a run's `all_config.yaml` (needs PyYAML): a mapping with an `arch:` mapping, or a clear error."""
+    import yaml  # PyYAML comes with transformers / huggingface_hub / datasets
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReferenceCheckpointError(f"{path}: no such run config file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ReferenceCheckpointError(f"{path}: cannot be read ({error})") from error
+    except yaml.YAMLError as error:
+        raise ReferenceCheckpointError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(data, dict):
+        raise ReferenceCheckpointError(f"{path}: not a run config (holds a {type(data).__name__}; expected the "
+                                       f"mapping pretrain.py dumps, with an 'arch:' section)")
+    if not isinstance(data.get("arch"), dict):
+        raise ReferenceCheckpointError(f"{path}: no 'arch:' section, so not a reference run config "
+                                       f"(top-level keys: {_summarise(list(map(str, data)))})")
+    return data
+
+
+def read_run_config(checkpoint: Any, config_path: str | os.PathLike | bool | None = None
+                    ) -> tuple[dict[str, Any] | None, Path | None]:
+    """The run config for a checkpoint: `config_path` if given, else `all_config.yaml` beside a checkpoint
+    file if there is one, else none. `config_path=False` ignores any run config."""
+    if config_path is False:
+        return None, None
+    if config_path is not None and config_path is not True:
+        path = Path(config_path)
+    elif isinstance(checkpoint, (str, os.PathLike)) and (Path(checkpoint).parent / REFERENCE_RUN_CONFIG).is_file():
+        path = Path(checkpoint).parent / REFERENCE_RUN_CONFIG
+    else:
+        return None, None
+    return load_reference_run_config(path), path
+
+
+def _run_config_settings(state_dict: Mapping[str, torch.Tensor], run_config: Mapping[str, Any],
+                         source: str) -> tuple[dict[str, Any], str | None]:
+    """TRMConfig fields from a run config's `arch:` section, each checked against the checkpoint's shapes,
+    and the preset its `data_paths` name (None if they name no known task)."""
+    arch = run_config.get("arch")
+    if not isinstance(arch, Mapping):
+        raise ReferenceCheckpointError(f"{source}: no 'arch:' section, so not a reference run config")
+    name = arch.get("name")
+    if name != REFERENCE_ARCH_NAME:
+        raise ReferenceCheckpointError(f"{source}: arch.name is {name!r}, not the reference TRM ({REFERENCE_ARCH_NAME!r})")
+    sd = _drop_transient_buffers(strip_reference_prefixes(state_dict))
+
+    def disagree(key: str, value: Any, where: str, found: Any) -> ReferenceCheckpointError:
+        return ReferenceCheckpointError(
+            f"{source}: arch.{key}={value!r} disagrees with the checkpoint, where {key}={found!r} (from {where})")
+
+    def typed(key: str, kind: type) -> Any:
+        value = arch[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+            raise ReferenceCheckpointError(f"{source}: arch.{key} must be {'a number' if kind is float else 'an integer'}, "
+                                           f"got {value!r}")
+        return float(value) if kind is float else value
+
+    fields: dict[str, Any] = {}
+    for key, (field, kind) in _ARCH_FIELDS.items():
+        if arch.get(key) is not None:
+            fields[field] = typed(key, kind)
+
+    embed = next((k for k in ("embed_tokens.embedding_weight", "lm_head.weight") if k in sd and sd[k].ndim == 2), None)
+    if embed is not None:
+        vocab, hidden = tuple(sd[embed].shape)
+        if "hidden_size" in fields and fields["hidden_size"] != hidden:
+            raise disagree("hidden_size", fields["hidden_size"], f"{embed} {list(sd[embed].shape)}", hidden)
+        if "vocab_size" in fields and fields["vocab_size"] != vocab:
+            raise disagree("vocab_size", fields["vocab_size"], f"{embed} {list(sd[embed].shape)}", vocab)
+    else:
+        hidden = fields.get("hidden_size")
+    layer_ids = {int(m.group(1)) for key in sd if (m := _REFERENCE_LAYER.fullmatch(key))}
+    if layer_ids and "num_layers" in fields and fields["num_layers"] != max(layer_ids) + 1:
+        raise disagree("L_layers", fields["num_layers"], "the L_level.layers.<i> keys", max(layer_ids) + 1)
+    if arch.get("H_layers"):
+        logger.info("%s: arch.H_layers=%r is ignored by the reference TRM (one network, L_level)", source, arch["H_layers"])
+
+    has_mlp_t = any(".mlp_t." in key for key in sd)
+    if "mlp_t" in arch:
+        if not isinstance(arch["mlp_t"], bool):
+            raise ReferenceCheckpointError(f"{source}: arch.mlp_t must be true or false, got {arch['mlp_t']!r}")
+        if layer_ids and arch["mlp_t"] != has_mlp_t:
+            raise disagree("mlp_t", arch["mlp_t"], "mlp_t keys" if has_mlp_t else "self_attn keys", has_mlp_t)
+        fields["mixer"] = "mlp_t" if arch["mlp_t"] else "attention"
+    mixer = fields.get("mixer", "mlp_t" if has_mlp_t else "attention")
+
+    pos = arch.get("pos_encodings")
+    if pos is not None:
+        has_learned = "embed_pos.embedding_weight" in sd
+        if (pos == "learned") != has_learned:
+            raise disagree("pos_encodings", pos, "embed_pos.embedding_weight" + (" (present)" if has_learned else " (absent)"),
+                           "learned" if has_learned else "rope or none")
+        if mixer == "mlp_t" and pos == "rope":
+            logger.info("%s: arch.pos_encodings='rope' is unused by mlp_t blocks: converting with 'none'", source)
+            pos = "none"
+        fields["pos_encodings"] = pos
+
+    ndim = arch.get("puzzle_emb_ndim")
+    if isinstance(ndim, str) and ndim.replace(" ", "") in ("${.hidden_size}", "${arch.hidden_size}"):
+        ndim = hidden  # an unresolved hydra interpolation
+    if ndim is not None:
+        if isinstance(ndim, bool) or not isinstance(ndim, int):
+            raise ReferenceCheckpointError(f"{source}: arch.puzzle_emb_ndim must be an integer, got {ndim!r}")
+        table = sd.get("puzzle_emb.weights")
+        if table is not None and table.ndim == 2 and table.shape[1] != ndim:
+            raise disagree("puzzle_emb_ndim", ndim, f"puzzle_emb.weights {list(table.shape)}", table.shape[1])
+        if table is None and ndim > 0:
+            raise disagree("puzzle_emb_ndim", ndim, "the missing puzzle_emb.weights", 0)
+        if ndim != hidden:
+            raise ReferenceCheckpointError(
+                f"{source}: arch.puzzle_emb_ndim={ndim!r} differs from hidden_size {hidden!r}; this project's model "
+                f"holds one hidden-size puzzle vector per id, so such a run cannot be converted")
+        if fields.get("puzzle_emb_len") == 0:  # reference: 0 means ceil(puzzle_emb_ndim / hidden_size)
+            fields["puzzle_emb_len"] = -(ndim // -hidden)
+    table = sd.get("puzzle_emb.weights")
+    if "num_puzzle_identifiers" in fields and table is not None and table.shape[0] != fields["num_puzzle_identifiers"]:
+        raise disagree("num_puzzle_identifiers", fields["num_puzzle_identifiers"], f"puzzle_emb.weights {list(table.shape)}",
+                       table.shape[0])
+
+    prefix = fields.get("puzzle_emb_len", 16)
+    width = sd.get("L_level.layers.0.mlp_t.gate_up_proj.weight")
+    if width is not None and width.ndim == 2 and "seq_len" in fields and width.shape[1] - prefix != fields["seq_len"]:
+        raise disagree("seq_len", fields["seq_len"],
+                       f"L_level.layers.0.mlp_t.gate_up_proj.weight {list(width.shape)} minus the {prefix}-token prefix",
+                       width.shape[1] - prefix)
+
+    loss = arch.get("loss")
+    if isinstance(loss, Mapping) and loss.get("loss_type") in _LOSS_TYPES:
+        fields["loss_type"] = _LOSS_TYPES[loss["loss_type"]]
+
+    paths = run_config.get("data_paths") or ([run_config["data_path"]] if run_config.get("data_path") else [])
+    names = " ".join(Path(str(p)).name.lower() for p in (paths if isinstance(paths, list) else [paths]))
+    preset = None
+    if "sudoku" in names:
+        preset = "sudoku-mlp" if mixer == "mlp_t" else "sudoku-att"
+    elif "maze" in names:
+        preset = "maze"
+    elif "arc" in names:
+        preset = "arc"
+    fields["_data_paths"] = paths
+    return fields, preset
+
+
+def _check_run_config_shapes(state_dict: Mapping[str, torch.Tensor], config: TRMConfig, source: str) -> None:
+    """The SwiGLU widths follow from `expansion`: name it when the checkpoint's MLP shapes disagree."""
+    sd = _drop_transient_buffers(strip_reference_prefixes(state_dict))
+    for key, shape in reference_shapes(config).items():
+        if key in sd and (".mlp." in key or ".mlp_t." in key) and tuple(sd[key].shape) != shape:
+            raise ReferenceCheckpointError(
+                f"{source}: arch.expansion={config.expansion!r} disagrees with the checkpoint: {key} is "
+                f"{list(sd[key].shape)}, expansion {config.expansion!r} gives {list(shape)}")
+
+
 # ----------------------------------------------------------------------------- config
 
 
-def infer_reference_config(state_dict: Mapping[str, torch.Tensor], preset: str, **overrides: Any) -> TRMConfig:
+def infer_reference_config(state_dict: Mapping[str, torch.Tensor], preset: str | None = None,
+                           run_config: Mapping[str, Any] | None = None, run_config_source: str = REFERENCE_RUN_CONFIG,
+                           **overrides: Any) -> TRMConfig:
     """A `TRMConfig` for a reference state dict (any wrapper prefix).
 
     From the shapes: `hidden_size`, `vocab_size`, `mixer` (`mlp_t` vs `self_attn` keys), `num_layers`,
-    `num_puzzle_identifiers`, and for `mlp_t` (or learned positions) the sequence length. Everything
-    else comes from the preset (`TRMConfig.from_preset` names) and `overrides` (config fields). An
+    `num_puzzle_identifiers`, and for `mlp_t` (or learned positions) the sequence length. With
+    `run_config` (the run's parsed `all_config.yaml`) every architecture field of its `arch:` section
+    is taken from it and checked against the shapes (a disagreement names the field and both values);
+    the preset, if not given, is read off its `data_paths`. Everything else comes from the preset
+    (`TRMConfig.from_preset` names) and `overrides` (config fields, which win over the run config). An
     override that contradicts the shapes is refused. For the `sudoku` task a vocabulary of another
     size gets the N x N Sudoku symbols (N = vocab - 2); other tasks need an `id_to_symbol` override.
     """
+    if run_config is not None:
+        yaml_fields, yaml_preset = _run_config_settings(state_dict, run_config, run_config_source)
+        data_paths = yaml_fields.pop("_data_paths")
+        if preset is None:
+            if yaml_preset is None:
+                raise ReferenceCheckpointError(
+                    f"{run_config_source}: its data_paths {data_paths!r} name no known task (sudoku, maze, arc); "
+                    f"pass --preset (one of {sorted(PRESETS)})")
+            logger.info("%s: data_paths %r -> preset %r", run_config_source, data_paths, yaml_preset)
+            preset = yaml_preset
+        for field, value in overrides.items():
+            if value is not None and field in yaml_fields and yaml_fields[field] != value:
+                logger.info("%s=%r replaces %s's %r", field, value, run_config_source, yaml_fields[field])
+        overrides = {**yaml_fields, **{k: v for k, v in overrides.items() if v is not None}}
+        config = infer_reference_config(state_dict, preset, **overrides)
+        if "expansion" in yaml_fields and overrides.get("expansion") == yaml_fields["expansion"]:
+            _check_run_config_shapes(state_dict, config, run_config_source)
+        return config
+    if preset is None:
+        raise ReferenceCheckpointError(
+            f"no run config ({REFERENCE_RUN_CONFIG}) and no preset: pass --preset for a bare checkpoint "
+            f"(one of {sorted(PRESETS)}) or --config PATH")
     if preset not in PRESETS:
         raise ReferenceCheckpointError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     sd = _drop_transient_buffers(strip_reference_prefixes(state_dict))
@@ -232,11 +441,20 @@ def infer_reference_config(state_dict: Mapping[str, torch.Tensor], preset: str, 
             )
         settings[field] = value
     settings.update({key: value for key, value in overrides.items() if value is not None and key not in inferred})
+    if (overrides.get("seq_len") is not None and overrides.get("grid_shape") is None
+            and int(settings["grid_shape"][0]) * int(settings["grid_shape"][1]) != settings["seq_len"]):
+        side = math.isqrt(settings["seq_len"])
+        if side * side != settings["seq_len"]:
+            raise ReferenceCheckpointError(
+                f"seq_len {settings['seq_len']} does not fill the preset's {settings['grid_shape'][0]}x"
+                f"{settings['grid_shape'][1]} grid and is not a square; pass grid_shape")
+        settings["grid_shape"] = (side, side)
 
     total = shape_of("L_level.layers.0.mlp_t.gate_up_proj.weight", "embed_pos.embedding_weight")
     if total is not None:
         _settle_sequence_length(settings, total[1][-1] if "mlp_t" in total[0] else total[1][0], total[0],
-                                grid_given=overrides.get("grid_shape") is not None)
+                                grid_given=overrides.get("grid_shape") is not None,
+                                seq_len_given=overrides.get("seq_len"))
     elif overrides.get("grid_shape") is not None and overrides.get("seq_len") is None:
         settings["seq_len"] = int(settings["grid_shape"][0]) * int(settings["grid_shape"][1])
 
@@ -254,12 +472,17 @@ def infer_reference_config(state_dict: Mapping[str, torch.Tensor], preset: str, 
         raise ReferenceCheckpointError(f"preset {preset!r} with the checkpoint's shapes is not a valid config: {error}") from error
 
 
-def _settle_sequence_length(settings: dict[str, Any], total_len: int, source: str, grid_given: bool) -> None:
+def _settle_sequence_length(settings: dict[str, Any], total_len: int, source: str, grid_given: bool,
+                            seq_len_given: int | None = None) -> None:
     """Grid length = full length read from `source` minus the puzzle-id prefix; fix the grid shape to match."""
     prefix = settings.get("puzzle_emb_len", 16)
     seq_len = total_len - prefix
     if seq_len < 1:
         raise ReferenceCheckpointError(f"{source} gives a sequence of {total_len}, not longer than the {prefix}-token prefix")
+    if seq_len_given is not None and seq_len_given != seq_len:
+        raise ReferenceCheckpointError(
+            f"seq_len={seq_len_given!r} contradicts the checkpoint: {source} gives a sequence of {total_len} = "
+            f"{prefix} prefix (puzzle_emb_len) + {seq_len} grid tokens")
     rows, cols = (int(s) for s in settings["grid_shape"])
     if rows * cols != seq_len:
         if grid_given:
@@ -333,37 +556,59 @@ def convert_reference_state_dict(state_dict: Mapping[str, torch.Tensor], config:
 
 
 def load_reference_model(
-    checkpoint: str | os.PathLike | Mapping[str, torch.Tensor], preset: str, **overrides: Any
+    checkpoint: str | os.PathLike | Mapping[str, torch.Tensor], preset: str | None = None,
+    config_path: str | os.PathLike | bool | None = None, **overrides: Any
 ) -> TRMForGridReasoning:
-    """A `TRMForGridReasoning` (fp32, eval mode) holding a reference checkpoint's weights."""
+    """A `TRMForGridReasoning` (fp32, eval mode) holding a reference checkpoint's weights. The architecture
+    comes from the run config (`config_path`, else `all_config.yaml` beside a checkpoint file; `False`
+    ignores it) when there is one, else from `preset`; the parsed run config is kept on the model's
+    config as `reference_run_config`."""
+    run_config, path = read_run_config(checkpoint, config_path)
+    return _load_reference_model(checkpoint, preset, run_config, path, overrides)
+
+
+def _load_reference_model(checkpoint: Any, preset: str | None, run_config: dict[str, Any] | None,
+                          path: Path | None, overrides: dict[str, Any]) -> TRMForGridReasoning:
     state_dict = checkpoint if isinstance(checkpoint, Mapping) else load_reference_state_dict(checkpoint)
-    config = infer_reference_config(state_dict, preset, **overrides)
+    config = infer_reference_config(state_dict, preset, run_config=run_config,
+                                    run_config_source=str(path) if path is not None else REFERENCE_RUN_CONFIG,
+                                    **overrides)
     weights = convert_reference_state_dict(state_dict, config)
     model = TRMForGridReasoning(config)
     model.load_state_dict(weights, strict=True)
+    if run_config is not None:
+        # JSON-safe copy (YAML may hold dates and the like), written into config.json by save_pretrained.
+        setattr(model.config, REFERENCE_RUN_CONFIG_FIELD, json.loads(json.dumps(run_config, default=str)))
     return model.eval()
 
 
 def convert_reference_checkpoint(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
-    preset: str,
+    preset: str | None = None,
     overwrite: bool = False,
+    config_path: str | os.PathLike | bool | None = None,
     **overrides: Any,
 ) -> Path:
     """Write a `save_pretrained` folder (config.json, model.safetensors, remote code) for a reference
-    checkpoint. The folder is built next to `out_dir` and renamed into place, so a failure never
-    leaves a half-written output; an existing non-empty `out_dir` is replaced only with `overwrite`."""
+    checkpoint. The architecture comes from the run's `all_config.yaml` beside the checkpoint (or
+    `config_path`; `False` ignores it), else from `preset`; a run config used is copied into the folder
+    as `reference_config.yaml` and kept in config.json as `reference_run_config`. The folder is built
+    next to `out_dir` and renamed into place, so a failure never leaves a half-written output; an
+    existing non-empty `out_dir` is replaced only with `overwrite`."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ReferenceCheckpointError(f"{out_dir}: exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise ReferenceCheckpointError(f"{out_dir}: folder exists and is not empty (pass overwrite=True / --overwrite)")
-    model = load_reference_model(checkpoint, preset, **overrides)
+    run_config, config_file = read_run_config(checkpoint, config_path)
+    model = _load_reference_model(checkpoint, preset, run_config, config_file, overrides)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         model.save_pretrained(staging)
+        if config_file is not None:
+            shutil.copyfile(config_file, staging / REFERENCE_RUN_CONFIG_COPY)
         _replace_folder(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -444,5 +689,6 @@ __all__ = [
     "ReferenceCheckpointError", "REFERENCE_PREFIX", "load_reference_state_dict", "strip_reference_prefixes",
     "infer_reference_config", "reference_shapes", "convert_reference_state_dict", "load_reference_model",
     "convert_reference_checkpoint", "export_reference_state_dict", "save_reference_checkpoint",
-    "to_project_name", "to_reference_name", "show_notes",
+    "to_project_name", "to_reference_name", "show_notes", "REFERENCE_RUN_CONFIG", "REFERENCE_RUN_CONFIG_COPY",
+    "REFERENCE_RUN_CONFIG_FIELD", "load_reference_run_config", "read_run_config",
 ]

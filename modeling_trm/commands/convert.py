@@ -12,6 +12,7 @@ from pathlib import Path
 # The keys of `configuration_trm.PRESETS` and `convert.REFERENCE_PREFIX` (a test keeps them equal).
 PRESET_NAMES = ("arc", "maze", "sudoku-att", "sudoku-mlp")
 REFERENCE_PREFIX = "_orig_mod.model.inner."
+RUN_CONFIG = "all_config.yaml"  # `convert.REFERENCE_RUN_CONFIG`
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -20,12 +21,20 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
         "convert-reference",
         help="turn a reference TRM checkpoint into a from_pretrained folder",
         description="Convert a checkpoint of the reference TRM code (torch.save state dict, keys "
-                    "'_orig_mod.model.inner.*') into a save_pretrained folder. Shapes give the hidden size, "
-                    "vocabulary, mixer, layers and puzzle-id count; the preset and flags give the rest.",
+                    "'_orig_mod.model.inner.*') into a save_pretrained folder. The run's all_config.yaml beside "
+                    "the checkpoint (or --config) gives every architecture field, checked against the tensor "
+                    "shapes; without one, shapes give the hidden size, vocabulary, mixer, layers and puzzle-id "
+                    "count and --preset gives the rest. Flags override either.",
     )
     convert.add_argument("checkpoint", type=Path, help="reference checkpoint (.pt/.pth/step_N or .safetensors)")
     convert.add_argument("out_dir", type=Path, help="folder to write (must not exist or be empty)")
-    convert.add_argument("--preset", required=True, choices=PRESET_NAMES, help="task preset for what shapes cannot tell")
+    convert.add_argument("--preset", choices=PRESET_NAMES,
+                         help="task preset for what shapes cannot tell (needed for a bare checkpoint; with a run "
+                              "config, default: read off its data_paths)")
+    convert.add_argument("--config", dest="config_path", type=Path, metavar="PATH",
+                         help=f"the run's {RUN_CONFIG} (default: the one beside CHECKPOINT, if any)")
+    convert.add_argument("--no-run-config", dest="no_run_config", action="store_true",
+                         help=f"ignore an {RUN_CONFIG} beside CHECKPOINT (use --preset and flags only)")
     convert.add_argument("--H-cycles", dest="H_cycles", type=int, help="T, latent recursions per supervision step")
     convert.add_argument("--L-cycles", dest="L_cycles", type=int, help="n, z-updates per latent recursion")
     convert.add_argument("--halt-max-steps", dest="halt_max_steps", type=int, help="N_sup, most supervision steps")
@@ -58,9 +67,13 @@ def _run_convert(args: argparse.Namespace) -> int:
     overrides = {name: getattr(args, name) for name in OVERRIDE_FLAGS if getattr(args, name) is not None}
     if "grid_shape" in overrides:
         overrides["grid_shape"] = tuple(overrides["grid_shape"])
+    if args.no_run_config and args.config_path is not None:
+        print("trm convert-reference: error: --config and --no-run-config exclude each other", file=sys.stderr)
+        return 2
+    config_path = False if args.no_run_config else args.config_path
     try:
         out = convert_reference_checkpoint(args.checkpoint, args.out_dir, args.preset, overwrite=args.overwrite,
-                                           **overrides)
+                                           config_path=config_path, **overrides)
     except ReferenceCheckpointError as error:
         print(f"trm convert-reference: error: {error}", file=sys.stderr)
         return 1
@@ -68,7 +81,9 @@ def _run_convert(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {config.mixer}, hidden {config.hidden_size}, {config.num_layers} layers, "
           f"vocab {config.vocab_size}, grid {config.grid_shape[0]}x{config.grid_shape[1]}, "
           f"{config.num_puzzle_identifiers} puzzle ids, T={config.H_cycles} n={config.L_cycles} "
-          f"N_sup={config.halt_max_steps}")
+          f"N_sup={config.halt_max_steps}"
+          + ("; architecture from the run config (copied as reference_config.yaml)"
+             if (out / "reference_config.yaml").is_file() else ""))
     return 0
 
 
