@@ -18,7 +18,9 @@ Measures, in one process and one run:
   ACT vs max on a small model trained here (`benchmarks/act_demo.py`) with both accuracies;
 - fixed 16 steps, shrink-only ACT and slot-refill ACT (`solve(..., slots=64)`) on the 1,000 demo test
   puzzles with the demo model's halting threshold raised so that puzzles halt at 1 to 16 steps;
-- what autograd saves for one Sudoku-MLP training step at batch 64 (the activations behind the RSS).
+- what autograd saves for one Sudoku-MLP training step at batch 64 (the activations behind the RSS);
+- host overhead per step (ms): `TRMTrainer` against a plain PyTorch loop doing the same work on a tiny
+  model whose compute is negligible (`benchmarks/host_overhead.py`; target ratio <= 1.25).
 
 With `--device cuda` (or `--gpu`) the plan is the GPU's: the matmul peak on the GPU, then Sudoku-MLP
 and Sudoku-Att training steps of the package at batch 768 (the recipes' global batch), peak memory
@@ -55,7 +57,7 @@ from modeling_trm.dtypes import bf16_skip_reason, native_dtype
 from modeling_trm.flops import forward_step_flops, training_step_flops
 from modeling_trm.threads import apply_thread_choice
 
-from . import act_demo
+from . import act_demo, host_overhead
 from .options import build_parser
 from .matmul_peak import measure_peaks
 from .memory_probe import probe_in_subprocess
@@ -113,6 +115,8 @@ class Plan:
     demo_train: bool = True  # train the demo model when it is not cached (False: skip the demo rows then)
     demo_puzzles: int | None = None  # the first this many demo test puzzles (None: all 1,000)
     notes: list[str] = field(default_factory=list)  # printed at the start: why a dtype was skipped
+    overhead_steps: int = 40  # host overhead section: timed steps per run (0: skip the section)
+    overhead_repeats: int = 3
 
 
 def default_plan(quick: bool, device: str = "cpu") -> Plan:
@@ -139,6 +143,7 @@ def default_plan(quick: bool, device: str = "cpu") -> Plan:
                    SolveCase("Maze/ARC-Att L=916", 1, dtype, max_steps=1, repeats=1)],
             peak_repeats=2, act_repeats=1, refill_repeats=1, memory_batch=None, device=device, dtype=dtype,
             peak_dtypes=peak_dtypes, demo_train=False, demo_puzzles=QUICK_DEMO_PUZZLES, notes=notes,
+            overhead_steps=20, overhead_repeats=2,
         )
     train = [
         TrainCase("Sudoku-MLP", 32, dtype, repeats=3),
@@ -509,6 +514,10 @@ def run_suite(plan: Plan, log=print) -> dict[str, Any]:
         records.extend(run_refill_comparison(peak, plan.refill_repeats, log, dtype=plan.dtype,
                                              puzzles=plan.demo_puzzles))
     memory = memory_explanation(plan.memory_batch, plan.dtype, log) if plan.memory_batch else None
+    overhead = None
+    if plan.overhead_steps:
+        log("host overhead per step, tiny model (benchmarks/host_overhead.py):")
+        overhead = host_overhead.measure(plan.overhead_steps, plan.overhead_repeats, device=plan.device, log=log)
     peak = _best_peak(peak_times + [peaks()])
     log("matmul peak (best of start and end of the run): " +
         ", ".join(f"{d} {p['gflops_per_s']:.0f} GFLOP/s" for d, p in peak.items()))
@@ -516,12 +525,17 @@ def run_suite(plan: Plan, log=print) -> dict[str, Any]:
         record["peak_fraction"] = round(record["gflops_per_s"] / peak[record["dtype"]]["gflops_per_s"], 4)
     link_comparisons(records)
     targets = evaluate_targets(records)
+    if overhead is not None:
+        targets.append({"target": f"TRMTrainer time per step <= {host_overhead.TARGET_RATIO}x a plain PyTorch loop "
+                                  "(tiny model: host overhead)",
+                        "measured": f"{overhead['ratio']:.2f}x ({overhead['trainer_ms_per_step']:.2f} vs "
+                                    f"{overhead['plain_ms_per_step']:.2f} ms/step)", "met": overhead["met"]})
     for target in targets:
         log(f"target {'MET    ' if target['met'] else 'NOT MET'} {target['target']}: {target['measured']}")
     seconds = time.perf_counter() - start
     log(f"suite time {seconds:.0f} s")
     return {"machine": machine, "device": plan.device, "dtype": plan.dtype, "notes": plan.notes,
-            "matmul_peak": peak, "records": records, "memory": memory, "targets": targets,
+            "matmul_peak": peak, "records": records, "memory": memory, "host_overhead": overhead, "targets": targets,
             "suite_seconds": round(seconds, 1), "command": " ".join(["python -m benchmarks.run"] + sys.argv[1:])}
 
 

@@ -570,15 +570,22 @@ class TRMForGridReasoning(TRMPreTrainedModel):
     # -- inputs ------------------------------------------------------------------------------
 
     def check_inputs(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor | None,
-                     labels: torch.Tensor | None = None) -> None:
-        """Fail with a message naming the problem instead of an index error deep inside torch."""
+                     labels: torch.Tensor | None = None, values: bool = True) -> None:
+        """Fail with a message naming the problem instead of an index error deep inside torch.
+
+        Shapes and dtypes are checked always (host metadata, free). The id ranges need the tensors' values,
+        a device-to-host read (a sync on an accelerator, a graph break under `torch.compile`): they are
+        checked only with `values=True` and when not compiling. `TRMTrainer` checks its whole training set
+        once on the host instead; `solve` clamps the ids on the device (`_clamped_ids`) and reads whether any was
+        out of range once, when it returns."""
         cfg = self.config
         if input_ids.dim() != 2 or input_ids.shape[1] != cfg.seq_len:
             raise ValueError(f"input_ids must have shape (batch, {cfg.seq_len}), got {tuple(input_ids.shape)}")
         if input_ids.dtype not in _INDEX_DTYPES:  # nn.Embedding takes no other dtype
             raise ValueError(f"input_ids must be int64 or int32 token ids, got dtype {input_ids.dtype} "
                              "(convert with .long())")
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size):
+        values = values and not torch.compiler.is_compiling()
+        if values and input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size):
             raise ValueError(
                 f"input_ids contain ids outside the vocabulary [0, {cfg.vocab_size}): "
                 f"min {int(input_ids.min())}, max {int(input_ids.max())}"
@@ -590,7 +597,7 @@ class TRMForGridReasoning(TRMPreTrainedModel):
             if puzzle_identifiers.shape != (input_ids.shape[0],):
                 raise ValueError(f"puzzle_identifiers must have shape ({input_ids.shape[0]},), "
                                  f"got {tuple(puzzle_identifiers.shape)}")
-            if puzzle_identifiers.numel() and (
+            if values and puzzle_identifiers.numel() and (
                 int(puzzle_identifiers.min()) < 0 or int(puzzle_identifiers.max()) >= cfg.num_puzzle_identifiers
             ):
                 raise ValueError(
@@ -601,8 +608,7 @@ class TRMForGridReasoning(TRMPreTrainedModel):
             if labels.shape != input_ids.shape:
                 raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, "
                                  f"got {tuple(labels.shape)}")
-            bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= cfg.vocab_size))
-            if bool(bad.any()):
+            if values and bool(((labels != IGNORE_INDEX) & ((labels < 0) | (labels >= cfg.vocab_size))).any()):
                 raise ValueError(f"labels contain ids outside [0, {cfg.vocab_size}) that are not -100")
 
     def embed_inputs(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor) -> torch.Tensor:
@@ -740,17 +746,32 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         )
 
     def halting_decision(self, steps: torch.Tensor, q_halt_logits: torch.Tensor,
-                         generator: torch.Generator | None) -> torch.Tensor:
+                         generator: torch.Generator | None,
+                         exploration: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Training: halt at N_sup or when q_halt > 0, unless exploration forces more steps.
-        Evaluation: halt only at N_sup (the paper's protocol)."""
+        Evaluation: halt only at N_sup (the paper's protocol). `exploration`: the draws of
+        `exploration_draws`, made beforehand (else drawn here from `generator`)."""
         max_steps = self.config.halt_max_steps
         halted = steps >= max_steps
         if self.training and max_steps > 1:
             halted = halted | (q_halt_logits > 0)
-            explore = torch.rand(steps.shape, generator=generator, device=steps.device) < self.config.halt_exploration_prob
-            min_steps = torch.randint(2, max_steps + 1, steps.shape, generator=generator, device=steps.device)
+            if exploration is None:
+                exploration = self.exploration_draws(steps.shape[0], steps.device, generator)
+            uniform, min_steps = exploration
+            explore = uniform < self.config.halt_exploration_prob
             halted = halted & (steps >= torch.where(explore, min_steps, 0))
         return halted
+
+    def exploration_draws(self, batch: int, device: torch.device | str,
+                          generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training halting rule's random draws for `batch` slots: a uniform number per slot (explore when
+        below `halt_exploration_prob`) and a forced minimum step count U{2..N_sup}. `TRMTrainer` draws them
+        before the step and passes them to `forward` (`exploration=`): `torch.compile` cannot trace a call
+        taking a `torch.Generator`, so the step then compiles as one graph."""
+        shape = (batch,)
+        uniform = torch.rand(shape, generator=generator, device=device)
+        min_steps = torch.randint(2, self.config.halt_max_steps + 1, shape, generator=generator, device=device)
+        return uniform, min_steps
 
     # -- forward: one supervision step ---------------------------------------------------------
 
@@ -761,17 +782,23 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         puzzle_identifiers: torch.Tensor | None = None,
         state: TRMState | None = None,
         generator: torch.Generator | None = None,
+        check_values: bool = True,
+        exploration: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs,
     ) -> TRMOutput:
         """One supervision step on every slot.
 
         Rows of `input_ids`/`labels`/`puzzle_identifiers` are read only for slots that halted at the
         previous step (all slots when `state` is None); the other slots continue their own puzzle.
-        `generator` seeds the exploration draws in training mode.
+        `generator` seeds the exploration draws in training mode. `check_values=False` skips the id-range
+        checks, which read the tensors on the host (a sync per step on an accelerator; they are skipped
+        under `torch.compile` anyway): for callers that checked their data before moving it, as
+        `TRMTrainer` does. `exploration` holds the halting rule's random draws made beforehand
+        (`exploration_draws`), in place of drawing them here from `generator`.
         """
         if puzzle_identifiers is None:
             puzzle_identifiers = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
-        self.check_inputs(input_ids, puzzle_identifiers, labels)
+        self.check_inputs(input_ids, puzzle_identifiers, labels, values=check_values)
         if state is None:
             state = self.initial_state(input_ids, puzzle_identifiers, labels)
         elif state.batch_size != input_ids.shape[0]:
@@ -783,7 +810,7 @@ class TRMForGridReasoning(TRMPreTrainedModel):
 
         with torch.no_grad():
             steps = state.steps + 1
-            halted = self.halting_decision(steps, q_halt_logits, generator)
+            halted = self.halting_decision(steps, q_halt_logits, generator, exploration)
         new_state = TRMState(y=y, z=z, steps=steps, halted=halted, input_ids=state.input_ids,
                              puzzle_identifiers=state.puzzle_identifiers, labels=state.labels)
 
@@ -880,7 +907,9 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         device = input_ids.device
         if puzzle_identifiers is None:
             puzzle_identifiers = torch.zeros(batch, dtype=torch.long, device=device)
-        self.check_inputs(input_ids, puzzle_identifiers)
+        self.check_inputs(input_ids, puzzle_identifiers, values=False)
+        given = (input_ids, puzzle_identifiers)
+        input_ids, puzzle_identifiers, invalid = self._clamped_ids(input_ids, puzzle_identifiers)
 
         rows = batch * samples  # trajectory k of puzzle i is row i * samples + k
         limit = max_batch_rows or (_DEFAULT_MAX_BATCH_ROWS if samples > 1 else rows)
@@ -891,7 +920,17 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         noise = LatentNoise(noise_std, generator) if noise_std > 0 else None
         solved = self._refine(input_ids, puzzle_identifiers, max_steps, halting, return_trajectory,
                               rows_at_once, noise)
+        if bool(invalid):  # read once, after every step was queued: raises the message naming the bad ids
+            self.check_inputs(*given)
         return solved if samples == 1 else select_trajectories(solved, samples, selection)
+
+    def _clamped_ids(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Ids outside their tables replaced by 0 (no kernel indexes out of bounds; on a GPU that would be a
+        device-side assert) and a 0-dim device flag saying whether there were any, without a host sync."""
+        bad_ids = (input_ids < 0) | (input_ids >= self.config.vocab_size)
+        bad_pids = (puzzle_identifiers < 0) | (puzzle_identifiers >= self.config.num_puzzle_identifiers)
+        return input_ids.masked_fill(bad_ids, 0), puzzle_identifiers.masked_fill(bad_pids, 0), bad_ids.any() | bad_pids.any()
 
     def _refine(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor, max_steps: int, halting: str,
                 return_trajectory: bool, rows_at_once: int, noise: LatentNoise | None) -> TRMSolveOutput:
@@ -910,6 +949,7 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         row_steps = torch.zeros(rows.shape[0], dtype=torch.int32, device=device)
         x, y, z = self._start_puzzles(input_ids[rows], puzzle_identifiers[rows], dtype)
         waiting = rows.shape[0]  # index of the next puzzle to load
+        batch_steps = 0  # halting="max": steps of the running rows, which all started together
         while rows.numel():
             if noise is not None:
                 z = noise(rows, z)
@@ -922,12 +962,21 @@ class TRMForGridReasoning(TRMPreTrainedModel):
             if return_trajectory:
                 trajectory[rows, row_steps.long() - 1] = answer
                 trajectory_q[rows, row_steps.long() - 1] = q_halt
-            halted = row_steps >= max_steps
-            if halting == "act":
-                halted |= q_halt > 0
-            if not bool(halted.any()):
+            if halting == "max":  # the running rows halt together and the host counts their steps: no sync
+                batch_steps += 1
+                if batch_steps < max_steps:
+                    continue
+                count = min(rows.shape[0], batch - waiting)  # the next puzzles, as many as fit (none: done)
+                rows = torch.arange(waiting, waiting + count, device=device)
+                waiting, batch_steps = waiting + count, 0
+                row_steps = torch.zeros(count, dtype=torch.int32, device=device)
+                if count:
+                    x, y, z = self._start_puzzles(input_ids[rows], puzzle_identifiers[rows], dtype)
                 continue
-            free = halted.nonzero().squeeze(1)
+            halted = (row_steps >= max_steps) | (q_halt > 0)
+            free = halted.nonzero().squeeze(1)  # ACT: this step's one host sync
+            if not free.numel():
+                continue
             refill = free[:batch - waiting]
             if refill.numel():  # halted rows take the next puzzles at once
                 new = torch.arange(waiting, waiting + refill.numel(), device=device)
@@ -936,8 +985,9 @@ class TRMForGridReasoning(TRMPreTrainedModel):
                 rows[refill] = new
                 row_steps[refill] = 0
                 halted[refill] = False
-            if bool(halted.any()):  # nothing left to load: the batch shrinks
-                keep = ~halted
+            drop = free.numel() - refill.numel()
+            if drop:  # nothing left to load: the batch shrinks; the kept rows in order, sizes known on the host
+                keep = torch.argsort(halted.to(torch.int8), stable=True)[:rows.shape[0] - drop]
                 rows, row_steps, x, y, z = rows[keep], row_steps[keep], x[keep], y[keep], z[keep]
         if return_trajectory:  # after its last step a puzzle's answer and q_halt stay as they were
             last = torch.minimum(torch.arange(max_steps, device=device), steps.long().unsqueeze(1) - 1).clamp_min(0)

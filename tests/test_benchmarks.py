@@ -321,8 +321,12 @@ def test_suite_measures_only_native_peaks_and_says_why(bf16_units, monkeypatch, 
     monkeypatch.setattr(bench, "run_act_demo", lambda *a, **k: calls["demo"].append(k) or [])
     monkeypatch.setattr(bench, "run_refill_comparison", lambda *a, **k: calls["demo"].append(k) or [])
     monkeypatch.setattr(bench.act_demo, "demo_model_cached", lambda: True)
+    overhead = {"ratio": 1.1, "trainer_ms_per_step": 2.2, "plain_ms_per_step": 2.0, "met": True}
+    monkeypatch.setattr(bench.host_overhead, "measure", lambda steps, repeats, device, log: overhead)
     lines: list[str] = []
     result = bench.run_suite(bench.default_plan(True), log=lines.append)
+    assert result["host_overhead"] is overhead
+    assert any(t["target"].startswith("TRMTrainer time per step <= 1.25x") and t["met"] for t in result["targets"])
     expected = "bf16" if units else "fp32"
     assert calls["peaks"] == [(("fp32", "bf16") if units else ("fp32",), "cpu")] * 2  # start and end
     assert {case.dtype for case in calls["train"] + calls["solve"]} == {expected}
@@ -392,3 +396,16 @@ def test_matmul_peaks_only_for_the_dtypes_asked() -> None:
 
     peaks = measure_peaks(batch_rows=4, repeats=1, dtypes=("fp32",))
     assert list(peaks) == ["fp32"] and peaks["fp32"]["gflops_per_s"] > 0
+
+
+def test_host_overhead_section_times_the_trainer_and_a_plain_loop() -> None:
+    """`benchmarks/host_overhead.py` (issue 24 item 4): both implementations run, the table says the ratio."""
+    from benchmarks import host_overhead
+
+    lines: list[str] = []
+    result = host_overhead.measure(steps=3, repeats=1, warmup=1, log=lines.append)
+    assert result["trainer_ms_per_step"] > 0 and result["plain_ms_per_step"] > 0
+    assert result["ratio"] == pytest.approx(result["trainer_ms_per_step"] / result["plain_ms_per_step"], rel=1e-2)
+    assert lines[0].startswith("host overhead per step (ms)") and "TRMTrainer" in lines[1]
+    assert "target <= 1.25x" in lines[-1]
+

@@ -55,6 +55,10 @@ class CurriculumStream(SampleStream):
         usable = len(permutation) - len(permutation) % self.world_size
         return permutation[:usable][self.rank::self.world_size]
 
+    def pool_changes_at(self, step: int) -> bool:
+        """Whether `take` at `step` draws from another pool (rows taken ahead of it are not what it hands out)."""
+        return max_blanks_at(step, self.start_blanks, self.end_blanks, self.curriculum_steps) != self.level
+
     def take(self, count: int, step: int | None = None) -> dict[str, torch.Tensor]:
         if step is not None:
             level = max_blanks_at(step, self.start_blanks, self.end_blanks, self.curriculum_steps)

@@ -36,50 +36,75 @@ class TRMOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
+        """One update of every parameter with a gradient: a few `torch._foreach_*` calls per group (one
+        kernel launch per op and tensor list, not per parameter), and no host read of any device value."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if group["rule"] == "signsgd":
+            params = [param for param in group["params"] if param.grad is not None]
+            if not params:
+                continue
+            if group["rule"] == "signsgd":
+                for param in params:
                     self._signsgd(param, group)
-                else:
-                    self._adam(param, group, atan2=group["rule"] == "adam_atan2")
+            else:
+                self._adam(params, group, atan2=group["rule"] == "adam_atan2")
         return loss
 
-    def _adam(self, param: torch.Tensor, group: dict[str, Any], atan2: bool) -> None:
-        grad = param.grad.float()
+    def _step_count(self, param: torch.Tensor) -> int:
+        """The parameter's update count after this step, kept as a Python int beside the state's tensor.
+
+        `state["step"]` (a CPU tensor, as torch's own Adam keeps it) stays for checkpoints; the bias
+        corrections read the int, so no step reads a tensor's value (a checkpoint of an older version,
+        without the int, is read once)."""
         state = self.state[param]
         if not state:
             state["step"] = torch.zeros((), dtype=torch.float32)
             state["exp_avg"] = torch.zeros_like(param, dtype=torch.float32)
             state["exp_avg_sq"] = torch.zeros_like(param, dtype=torch.float32)
+            state["step_count"] = 0
+        if "step_count" not in state:
+            state["step_count"] = int(state["step"].item())
+        state["step_count"] += 1
+        return state["step_count"]
+
+    def _adam(self, params: list[torch.Tensor], group: dict[str, Any], atan2: bool) -> None:
         beta1, beta2 = group["betas"]
         lr, wd = group["lr"], group["weight_decay"]
-        state["step"] += 1
-        step = float(state["step"])
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m.lerp_(grad, 1 - beta1)
-        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        bias1 = 1 - beta1 ** step
-        bias2 = 1 - beta2 ** step
-        param.mul_(1 - lr * wd)  # decoupled weight decay
-        if atan2:
-            update = torch.atan2(m, v.sqrt() / math.sqrt(bias2))
-        else:
-            update = m / (v.sqrt() / math.sqrt(bias2) + group["eps"])
-        param.add_(update.to(param.dtype), alpha=-lr / bias1)
+        by_step: dict[int, list[torch.Tensor]] = {}  # parameters sharing a step count share the bias corrections
+        for param in params:
+            by_step.setdefault(self._step_count(param), []).append(param)
+        torch._foreach_add_([self.state[param]["step"] for param in params], 1)
+        for step, members in by_step.items():
+            grads = [param.grad.float() for param in members]
+            m = [self.state[param]["exp_avg"] for param in members]
+            v = [self.state[param]["exp_avg_sq"] for param in members]
+            torch._foreach_lerp_(m, grads, 1 - beta1)
+            torch._foreach_mul_(v, beta2)
+            torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
+            bias1 = 1 - beta1 ** step
+            bias2 = 1 - beta2 ** step
+            torch._foreach_mul_(members, 1 - lr * wd)  # decoupled weight decay
+            denominators = torch._foreach_div(torch._foreach_sqrt(v), math.sqrt(bias2))
+            if atan2:
+                updates = [torch.atan2(m_i, d_i) for m_i, d_i in zip(m, denominators)]
+            else:
+                torch._foreach_add_(denominators, group["eps"])
+                updates = torch._foreach_div(m, denominators)
+            updates = [u.to(p.dtype) for u, p in zip(updates, members)]
+            torch._foreach_add_(members, updates, alpha=-lr / bias1)
 
     @staticmethod
     def _signsgd(param: torch.Tensor, group: dict[str, Any]) -> None:
         grad = param.grad
         lr, wd = group["lr"], group["weight_decay"]
         if param.dim() >= 2:  # an embedding table: touch only the rows seen in this batch
-            rows = grad.flatten(1).ne(0).any(dim=1)
-            param[rows] = param[rows] * (1 - lr * wd) - lr * torch.sign(grad[rows])
+            # Without a mask index (whose size is data-dependent, a host sync): rows without a gradient are
+            # scaled by exactly 1 and get sign(0) = 0 subtracted, so they keep their values bit for bit.
+            seen = grad.flatten(1).ne(0).any(dim=1).view(-1, *([1] * (param.dim() - 1)))
+            param.mul_(torch.where(seen, 1 - lr * wd, 1.0).to(param.dtype)).sub_(torch.sign(grad) * lr)
         else:
             param.mul_(1 - lr * wd).add_(torch.sign(grad), alpha=-lr)
 
@@ -129,8 +154,17 @@ class EMAWeights:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for name, param in self._tracked(model):
-            self.shadow[name].lerp_(param.detach().float(), 1.0 - self.decay)
+        """One `torch._foreach_lerp_` over every tracked tensor (no per-parameter launches, no host read)."""
+        cached = getattr(self, "_lists", None)
+        if cached is None or cached[0] is not model:  # the module walk once, not at every step
+            tracked = list(self._tracked(model))
+            cached = self._lists = (model, [param for _, param in tracked], [name for name, _ in tracked])
+        params = cached[1]
+        shadows = [self.shadow[name] for name in cached[2]]
+        if all(param.dtype == torch.float32 for param in params):
+            torch._foreach_lerp_(shadows, params, 1.0 - self.decay)
+        else:
+            torch._foreach_lerp_(shadows, [param.detach().float() for param in params], 1.0 - self.decay)
 
     def state_dict_for(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The model's state dict with EMA values in place of the tracked parameters."""

@@ -12,6 +12,7 @@ import pyarrow as pa
 import torch
 
 MODEL_COLUMNS = ("input_ids", "labels", "puzzle_identifiers")
+IGNORE_LABEL = -100  # an unscored cell
 
 
 class SampleStream:
@@ -76,3 +77,21 @@ def gather_rows(dataset: Any, indices: list[int]) -> dict[str, torch.Tensor]:
             values = column.to_numpy(zero_copy_only=False)
         batch[name] = torch.from_numpy(values.astype(np.int64))
     return batch
+
+
+def column_ranges(dataset: Any, chunk_rows: int = 65536) -> dict[str, tuple[int, int] | None]:
+    """(min, max) of each model column over every row of `dataset`, read once on the host in chunks; for
+    `labels` over the scored cells only (-100 left out). None for a column without a value."""
+    ranges: dict[str, tuple[int, int] | None] = {name: None for name in MODEL_COLUMNS}
+    for start in range(0, len(dataset), chunk_rows):
+        rows = gather_rows(dataset, list(range(start, min(len(dataset), start + chunk_rows))))
+        for name in MODEL_COLUMNS:
+            values = rows[name].numpy()
+            if name == "labels":
+                values = values[values != IGNORE_LABEL]
+            if values.size:
+                low, high = int(values.min()), int(values.max())
+                old = ranges[name]
+                ranges[name] = (low, high) if old is None else (min(old[0], low), max(old[1], high))
+    return ranges
+

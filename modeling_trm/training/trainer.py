@@ -31,8 +31,9 @@ from ..data.atomic import write_text_atomically
 from ..dtypes import cpu_supports_bf16, native_dtype
 from ..faults import fault_point
 from ..modeling_trm import IGNORE_INDEX, TRMForGridReasoning, TRMState
-from .sample_stream import MODEL_COLUMNS, SampleStream
+from .sample_stream import MODEL_COLUMNS, SampleStream, column_ranges
 from .optim import EMAWeights, TRMOptimizer, build_param_groups
+from .refill import RefillQueue, narrowest_int_dtype
 
 RAW_WEIGHTS_NAME = "raw_model.safetensors"  # checkpoint: the non-EMA weights, to resume training
 CARRY_NAME = "trm_carry_rank{rank}.pt"  # checkpoint: carry, sample stream and counters of one rank
@@ -65,7 +66,14 @@ class TRMTrainingArguments(TrainingArguments):
     eval_max_steps: int | None = field(default=None, metadata={"help": "Supervision steps at evaluation."})
     auto_bf16: bool = field(default=True, metadata={"help": "Enable bf16 autocast when the hardware has bf16 units."})
     stop_on_nonfinite_loss: bool = field(default=True, metadata={
-        "help": "Raise instead of training on (and saving) NaN/inf weights; checkpoints already written stay."})
+        "help": "Raise instead of training on (and saving) NaN/inf weights; checkpoints already written stay. The "
+                "loss is checked on the device every step and read at logging and checkpoint steps (no sync per step)."})
+    logging_nan_inf_filter: bool = field(default=False, metadata={
+        "help": "transformers' filter reads every step's loss on the host (a sync per step); off here: "
+                "stop_on_nonfinite_loss raises on a non-finite loss instead."})
+    refill_queue_mb: float = field(default=256.0, metadata={
+        "help": "Device memory (MiB) the stream rows prefetched for refilling halted slots may take before the "
+                "trainer reads how many were used (one host sync); they are read at logging steps anyway."})
     curriculum_steps: int = field(default=0, metadata={
         "help": "Sudoku curriculum: the blank-cell bound rises linearly to the hardest puzzle over this many "
                 "steps (modeling_trm.training.curriculum); 0 = off, every row from the start."})
@@ -136,9 +144,33 @@ class TRMTrainer(Trainer):
         self._micro_step = 0
         self.generator = torch.Generator(device=self.args.device)
         self.generator.manual_seed(args.seed + self.args.process_index)
-        self.samples_started = 0
-        self.samples_finished = 0
+        self.refill: RefillQueue | None = None
+        self._refill_state: dict | None = None  # queued rows of a checkpoint, loaded before the queue exists
+        device = self.args.device
+        # Counters and the non-finite flag live on the device; the host reads them at logging and checkpoints.
+        self._samples = torch.zeros(2, dtype=torch.int64, device=device)  # started, finished
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+        self._nonfinite_at = torch.zeros(2, dtype=torch.float64, device=device)  # step and loss of the first one
         self._metric_sums: dict[str, torch.Tensor] = {}
+        self._id_dtypes: dict[str, torch.dtype] = {}
+
+    @property
+    def samples_started(self) -> int:
+        """Samples loaded into slots so far (reads a device counter: not for use inside a step)."""
+        return int(self._samples[0].item())
+
+    @samples_started.setter
+    def samples_started(self, value: int) -> None:
+        self._samples[0] = int(value)
+
+    @property
+    def samples_finished(self) -> int:
+        """Samples whose slot halted so far (reads a device counter)."""
+        return int(self._samples[1].item())
+
+    @samples_finished.setter
+    def samples_finished(self, value: int) -> None:
+        self._samples[1] = int(value)
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -173,9 +205,29 @@ class TRMTrainer(Trainer):
             raise ValueError("TRMTrainer: training requires a train_dataset")
         if self.stream is None:
             self.stream = self._new_stream()
+        if not self._id_dtypes:
+            self._id_dtypes = self._check_training_rows()
         updates_per_epoch = max(1, math.ceil(len(self.train_dataset) / self._global_batch_size()))
         clock = _StepClock(updates_per_epoch * self.args.gradient_accumulation_steps)
         return DataLoader(clock, batch_size=1, shuffle=False, collate_fn=_first_item)
+
+    def _check_training_rows(self) -> dict[str, torch.dtype]:
+        """Every id of the training set in range, checked once on the host before training (the model then
+        skips its per-step checks, which would read each batch back from the device); returns the narrowest
+        dtype of each column, which the refill queue stores rows in."""
+        config = self.model.config
+        ranges = column_ranges(self.train_dataset)
+        limits = {"input_ids": ("input_ids", config.vocab_size), "labels": ("labels", config.vocab_size),
+                  "puzzle_identifiers": ("puzzle_identifiers", config.num_puzzle_identifiers)}
+        dtypes = {}
+        for name, (label, limit) in limits.items():
+            low, high = ranges[name] or (0, 0)
+            if low < 0 or high >= limit:
+                extra = " other than -100" if name == "labels" else ""
+                raise ValueError(f"the training set's {label} hold values{extra} outside [0, {limit}) of the model's "
+                                 f"config: min {low}, max {high}")
+            dtypes[name] = narrowest_int_dtype(min(low, -100), high)
+        return dtypes
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:
@@ -190,50 +242,87 @@ class TRMTrainer(Trainer):
 
     # -- one supervision step --------------------------------------------------------------------
 
-    def _next_batch(self, carry: TRMState | None) -> tuple[dict[str, torch.Tensor], int]:
-        """Full-size batch whose rows for halted slots hold new samples (other rows are ignored)."""
-        size = self.args.per_device_train_batch_size
-        if carry is None:
-            return self.stream.take(size, self.state.global_step), size
-        halted = carry.halted.nonzero().squeeze(-1).cpu()
-        batch = {"input_ids": carry.input_ids.clone(), "labels": carry.labels.clone(),
-                 "puzzle_identifiers": carry.puzzle_identifiers.clone()}
-        if halted.numel():
-            fresh = self.stream.take(halted.numel(), self.state.global_step)
-            for name in MODEL_COLUMNS:
-                batch[name][halted.to(batch[name].device)] = fresh[name].to(batch[name].device, batch[name].dtype)
-        return batch, int(halted.numel())
+    def _refill_queue(self) -> RefillQueue:
+        if self.refill is None:
+            if self.stream is None:
+                self.stream = self._new_stream()
+            self.refill = RefillQueue(self.stream, self.args.per_device_train_batch_size, self.args.device,
+                                      self._id_dtypes, self.args.refill_queue_mb * 2**20)
+            if self._refill_state is not None:
+                self.refill.load_state_dict(self._refill_state)
+                self._refill_state = None
+        return self.refill
+
+    def _next_batch(self, carry: TRMState | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Full-size int64 batch on the device whose rows for halted slots hold new samples, the others their
+        slot's own, and how many slots start a sample (a device tensor): no host sync (`RefillQueue`)."""
+        return self._refill_queue().next_batch(carry, self.state.global_step)
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        """One supervision step of this shard's slots. Nothing here reads a device value on the host: the
+        refill, the counters, the metric sums and the non-finite check stay on the device until `log` (or a
+        checkpoint) reads them, so an accelerator's queue never drains between logging steps."""
         shard = self._micro_step % self.args.gradient_accumulation_steps
         self._micro_step += 1
         carry = self.carries[shard]
         batch, started = self._next_batch(carry)
-        batch = {name: tensor.to(self.args.device) for name, tensor in batch.items()}
-        batch["input_ids"] = batch["input_ids"].long()
-        batch["labels"] = batch["labels"].long()
-        batch["puzzle_identifiers"] = batch["puzzle_identifiers"].long()
 
-        model.train()
+        if not model.training:
+            model.train()
         with self.compute_loss_context_manager():
-            outputs = model(**batch, state=carry, generator=self.generator)
+            # The ids were checked on the host once for the whole training set (`_check_training_rows`); the
+            # halting rule's draws are made here, from the trainer's generator, so a compiled model traces whole.
+            draws = None
+            if self.model.config.halt_max_steps > 1:
+                draws = self.model.exploration_draws(self.args.per_device_train_batch_size, self.args.device,
+                                                     self.generator)
+            outputs = model(**batch, state=carry, exploration=draws, check_values=False)
         # `outputs.loss` is the mean over this shard's slots; dividing by the number of shards makes the
         # accumulated gradient the mean over the global batch (DDP averages across processes).
         loss = outputs.loss / self.args.gradient_accumulation_steps
-        if self.args.stop_on_nonfinite_loss and not bool(torch.isfinite(loss)):
-            raise FloatingPointError(
-                f"non-finite loss ({loss.item()}) at step {self.state.global_step}: training diverged; lower the "
-                f"learning rate or set max_grad_norm (the last complete checkpoint is untouched)"
-            )
+        if self.args.stop_on_nonfinite_loss:  # on the device: `check_finite` reads it at logging and saving
+            first = ~torch.isfinite(loss.detach()) & ~self._nonfinite
+            at = torch.stack((torch.full_like(loss.detach(), self.state.global_step, dtype=torch.float64),
+                              loss.detach().double()))
+            self._nonfinite_at.copy_(torch.where(first, at, self._nonfinite_at))
+            self._nonfinite |= first
         self.accelerator.backward(loss)
 
         self.carries[shard] = outputs.state
-        self.samples_started += started
-        self.samples_finished += int(outputs.state.halted.sum())
-        for name, value in outputs.metrics.items():
-            self._metric_sums[name] = self._metric_sums.get(name, 0) + value.detach().double()
+        halted = outputs.state.halted.sum()
+        self._samples += torch.stack((started, halted))
+        names = list(outputs.metrics)
+        values = [value.detach().double() for value in outputs.metrics.values()]
+        if names and all(name in self._metric_sums for name in names):
+            torch._foreach_add_([self._metric_sums[name] for name in names], values)
+        else:
+            for name, value in zip(names, values):
+                self._metric_sums[name] = self._metric_sums.get(name, 0) + value
         self._metric_sums["slots"] = self._metric_sums.get("slots", 0) + float(outputs.state.batch_size)
         return loss.detach()
+
+    def check_finite(self) -> None:
+        """Raise if a step's loss was not finite since training started (one host read): called at logging,
+        before every save and when training ends, so a diverged run never writes NaN weights."""
+        if self.args.stop_on_nonfinite_loss and bool(self._nonfinite.item()):
+            step, value = self._nonfinite_at.tolist()
+            raise FloatingPointError(
+                f"non-finite loss ({value}) at step {int(step)}: training diverged; lower the learning rate or set "
+                f"max_grad_norm (the last complete checkpoint is untouched)"
+            )
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """The gradient norm only at steps that log it (transformers computes it, and scales every gradient by
+        1.0, at every step even without clipping)."""
+        if grad_norm is not None or self.args.max_grad_norm > 0:
+            return super()._get_grad_norm(model, grad_norm)
+        step = self.state.global_step + 1  # the step being finished
+        if self.args.logging_strategy == "steps":
+            logs = bool(self.state.logging_steps) and step % self.state.logging_steps == 0
+        else:
+            logs = self.args.logging_strategy != "no"
+        logs = logs or (step == 1 and self.args.logging_first_step) or step >= self.state.max_steps
+        return super()._get_grad_norm(model, None) if logs else None
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
         from ..flops import training_step_flops
@@ -243,6 +332,10 @@ class TRMTrainer(Trainer):
     # -- logging ---------------------------------------------------------------------------------
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            self.check_finite()
+            if self.refill is not None:
+                self.refill.settle()
         if "loss" in logs and self._metric_sums:
             names = sorted(self._metric_sums)
             sums = torch.stack([torch.as_tensor(self._metric_sums[n], dtype=torch.float64) for n in names])
@@ -257,8 +350,7 @@ class TRMTrainer(Trainer):
             logs["q_halt_accuracy"] = total["q_halt_accuracy"] / count
             logs["mean_halt_steps"] = total["steps"] / count
             logs["samples_finished_since_log"] = total["count"]
-            started = self.accelerator.reduce(torch.tensor([self.samples_started, self.samples_finished],
-                                                           dtype=torch.float64, device=self.args.device), "sum")
+            started = self.accelerator.reduce(self._samples.double(), "sum")
             logs["samples_started"], logs["samples_finished"] = started.tolist()
             self._metric_sums = {}
         super().log(logs, start_time)
@@ -325,7 +417,8 @@ class TRMTrainer(Trainer):
     # -- saving and resuming ---------------------------------------------------------------------
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Saved models carry the EMA weights (what the paper evaluates)."""
+        """Saved models carry the EMA weights (what the paper evaluates); never those of a diverged run."""
+        self.check_finite()
         if state_dict is None and self.ema is not None:
             state_dict = self.ema.state_dict_for(self.model)
         super()._save(output_dir, state_dict=state_dict)
@@ -335,6 +428,7 @@ class TRMTrainer(Trainer):
 
         A kill at any point leaves either a complete checkpoint or a folder without the marker, which
         `--resume` skips; older checkpoints are deleted only once the new one is complete."""
+        self.check_finite()
         run_dir = self._get_output_dir(trial)
         output_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         step, rank = self.state.global_step, self.args.process_index
@@ -357,6 +451,7 @@ class TRMTrainer(Trainer):
             "carries": [None if c is None else c.to("cpu") for c in self.carries],
             "micro_step": self._micro_step,
             "stream": None if self.stream is None else self.stream.state_dict(),
+            "refill": None if self.refill is None else self.refill.state_dict(),
             "generator": self.generator.get_state(),
             "samples_started": self.samples_started,
             "samples_finished": self.samples_finished,
@@ -391,6 +486,8 @@ class TRMTrainer(Trainer):
             if self.stream is None:
                 self.stream = self._new_stream()
             self.stream.load_state_dict(carry["stream"])
+        self.refill = None  # rebuilt on the next step from the restored stream and the rows it had queued
+        self._refill_state = carry.get("refill")
         self.generator.set_state(carry["generator"])
         self.samples_started = carry["samples_started"]
         self.samples_finished = carry["samples_finished"]
@@ -446,7 +543,9 @@ class TRMTrainer(Trainer):
             if finished is not None:
                 return finished
         try:
-            return super().train(resume_from_checkpoint, *args, **kwargs)
+            output = super().train(resume_from_checkpoint, *args, **kwargs)
+            self.check_finite()
+            return output
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
