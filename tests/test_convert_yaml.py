@@ -22,6 +22,7 @@ from reference_rederivation import (
     ReferenceRun,
     random_reference_state_dict,
 )
+from test_convert import model_rollout
 from transformers import AutoModel
 
 from modeling_trm.commands import convert as convert_cli
@@ -160,12 +161,7 @@ def test_every_architecture_field_comes_from_the_run_config(tmp_path) -> None:
     g = torch.Generator().manual_seed(0)
     inputs = [(torch.randint(0, 6, (3, 16), generator=g), torch.randint(0, 3, (3,), generator=g))] * 3
     expected = reference.rollout(inputs)
-    got, state = [], None
-    with torch.no_grad():
-        for ids, pid in inputs:
-            out = model(ids, puzzle_identifiers=pid, state=state)
-            state = out.state
-            got.append((out.logits, out.q_halt_logits))
+    got = model_rollout(model, inputs)
     assert max((a[0] - b[0]).abs().max().item() for a, b in zip(got, expected)) <= 1e-5
 
 
