@@ -29,6 +29,7 @@ import re
 import shutil
 import sys
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,14 @@ from typing import Any
 import torch
 
 from .configuration_trm import PRESETS, SUDOKU_SYMBOLS, TRMConfig
-from .modeling_trm import TRMForGridReasoning
+from .modeling_trm import RotaryEmbedding, TRMForGridReasoning
 
 logger = logging.getLogger(__name__)
 
 REFERENCE_PREFIX = "_orig_mod.model.inner."
+# ARC checkpoints are 1.8-2.5 GB, nearly all puzzle table: the network and the table land in separate
+# safetensors shards (one tensor is never split), which load memory-mapped.
+CONVERTED_SHARD_SIZE = "1GB"
 # Wrapper prefixes of the reference training code, outermost first: torch.compile, the loss head, the ACT wrapper.
 _WRAPPER_PREFIXES = ("_orig_mod.", "model.", "inner.")
 
@@ -122,7 +126,9 @@ def load_reference_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor
         except Exception as error:  # safetensors raises its own error types
             raise ReferenceCheckpointError(f"{path}: not a readable safetensors file ({error})") from error
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        # Memory-mapped where the file is a zip archive (torch.save's format since 1.6): the tensors
+        # stay pages of the file, so an ARC checkpoint's 1.8 GB puzzle table is never copied.
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as error:  # pickle, zip and weights-only errors all mean "cannot read"
         raise ReferenceCheckpointError(f"{path}: cannot be read with torch.load(weights_only=True) ({error})") from error
     return _as_state_dict(loaded, str(path))
@@ -226,6 +232,51 @@ def read_run_config(checkpoint: Any, config_path: str | os.PathLike | bool | Non
     else:
         return None, None
     return load_reference_run_config(path), path
+
+
+def download_reference_checkpoint(repo_id: str, filename: str, *, revision: str | None = None,
+                                  token: str | bool | None = None, cache_dir: str | os.PathLike | None = None
+                                  ) -> tuple[Path, Path | None]:
+    """Fetch a published checkpoint (`filename`, e.g. `arc_v1/step_518071`) and the `all_config.yaml`
+    of its folder from a Hub repo into the usual cache; `(checkpoint, run config or None)`. Revision,
+    token, cache and `HF_HUB_OFFLINE` work as in `hf_hub_download`."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    folder = filename.rsplit("/", 1)[0] if "/" in filename else ""
+    config_name = f"{folder}/{REFERENCE_RUN_CONFIG}" if folder else REFERENCE_RUN_CONFIG
+    fetch = dict(repo_id=repo_id, revision=revision, token=token, cache_dir=cache_dir)
+    try:
+        checkpoint = Path(hf_hub_download(filename=filename, **fetch))
+    except RepositoryNotFoundError as error:
+        raise ReferenceCheckpointError(f"{repo_id}: no such model repo on the Hub (or no access with this "
+                                       f"token)") from error
+    except RevisionNotFoundError as error:
+        raise ReferenceCheckpointError(f"{repo_id}: no revision {revision!r}") from error
+    except LocalEntryNotFoundError as error:  # a subclass of EntryNotFoundError: test it first
+        raise ReferenceCheckpointError(f"{where}/{filename}: not in the local cache and the Hub cannot be reached "
+                                       f"(HF_HUB_OFFLINE is {os.environ.get('HF_HUB_OFFLINE', 'unset')})") from error
+    except EntryNotFoundError as error:
+        raise ReferenceCheckpointError(f"{where}: no file {filename!r} in the repo") from error
+    except HfHubHTTPError as error:
+        raise ReferenceCheckpointError(f"{where}/{filename}: download failed ({error})") from error
+    try:
+        run_config = Path(hf_hub_download(filename=config_name, **fetch))
+    except LocalEntryNotFoundError:
+        logger.warning("%s: %s is not cached and the Hub cannot be reached; shapes and --preset give the "
+                       "architecture", where, config_name)
+        run_config = None
+    except EntryNotFoundError:
+        logger.info("%s: no %s beside %s; shapes and --preset give the architecture", where, config_name, filename)
+        run_config = None
+    return checkpoint, run_config
 
 
 def _run_config_settings(state_dict: Mapping[str, torch.Tensor], run_config: Mapping[str, Any],
@@ -574,12 +625,26 @@ def _load_reference_model(checkpoint: Any, preset: str | None, run_config: dict[
                                     run_config_source=str(path) if path is not None else REFERENCE_RUN_CONFIG,
                                     **overrides)
     weights = convert_reference_state_dict(state_dict, config)
-    model = TRMForGridReasoning(config)
-    model.load_state_dict(weights, strict=True)
+    model = _model_holding(config, weights)
     if run_config is not None:
         # JSON-safe copy (YAML may hold dates and the like), written into config.json by save_pretrained.
         setattr(model.config, REFERENCE_RUN_CONFIG_FIELD, json.loads(json.dumps(run_config, default=str)))
     return model.eval()
+
+
+def _model_holding(config: TRMConfig, weights: Mapping[str, torch.Tensor]) -> TRMForGridReasoning:
+    """A model whose parameters are the `weights` tensors themselves. Built on the meta device, so no
+    random copy of an ARC-size puzzle table is allocated and initialised first; the RoPE tables (not
+    in a state dict) are then computed on the CPU."""
+    with torch.device("meta"):
+        model = TRMForGridReasoning(config)
+    model.load_state_dict(weights, strict=True, assign=True)
+    for module in model.modules():
+        if isinstance(module, RotaryEmbedding):
+            for name in ("cos", "sin"):
+                setattr(module, name, torch.empty(module.cos.shape, dtype=module.cos.dtype, device="cpu"))
+            model._init_weights(module)
+    return model
 
 
 def convert_reference_checkpoint(
@@ -606,7 +671,7 @@ def convert_reference_checkpoint(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        model.save_pretrained(staging)
+        model.save_pretrained(staging, max_shard_size=CONVERTED_SHARD_SIZE)
         if config_file is not None:
             shutil.copyfile(config_file, staging / REFERENCE_RUN_CONFIG_COPY)
         _replace_folder(staging, out_dir)
@@ -690,5 +755,5 @@ __all__ = [
     "infer_reference_config", "reference_shapes", "convert_reference_state_dict", "load_reference_model",
     "convert_reference_checkpoint", "export_reference_state_dict", "save_reference_checkpoint",
     "to_project_name", "to_reference_name", "show_notes", "REFERENCE_RUN_CONFIG", "REFERENCE_RUN_CONFIG_COPY",
-    "REFERENCE_RUN_CONFIG_FIELD", "load_reference_run_config", "read_run_config",
+    "REFERENCE_RUN_CONFIG_FIELD", "load_reference_run_config", "read_run_config", "download_reference_checkpoint",
 ]

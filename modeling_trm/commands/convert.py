@@ -1,4 +1,4 @@
-"""`trm convert-reference CHECKPOINT OUT` and `trm export-reference MODEL OUT`: the reference code's checkpoints.
+"""`trm convert-reference CHECKPOINT|REPO_ID [--file PATH_IN_REPO] OUT` and `trm export-reference MODEL OUT`: the reference code's checkpoints.
 
 The work is `modeling_trm.convert`, imported when the command runs.
 """
@@ -26,8 +26,16 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
                     "shapes; without one, shapes give the hidden size, vocabulary, mixer, layers and puzzle-id "
                     "count and --preset gives the rest. Flags override either.",
     )
-    convert.add_argument("checkpoint", type=Path, help="reference checkpoint (.pt/.pth/step_N or .safetensors)")
+    convert.add_argument("checkpoint", help="reference checkpoint (.pt/.pth/step_N or .safetensors), or with "
+                                            "--file a Hub repo id such as arcprize/trm_arc_prize_verification")
     convert.add_argument("out_dir", type=Path, help="folder to write (must not exist or be empty)")
+    hub = convert.add_argument_group("Hub source (CHECKPOINT is a repo id)")
+    hub.add_argument("--file", dest="hub_file", metavar="PATH_IN_REPO",
+                     help=f"the checkpoint's path in the repo, e.g. arc_v1/step_518071; the {RUN_CONFIG} of its "
+                          f"folder is fetched too (cached as every Hub download)")
+    hub.add_argument("--revision", help="branch, tag or commit (default: main)")
+    hub.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
+    hub.add_argument("--cache-dir", dest="cache_dir", type=Path, help="download cache (default: the Hub cache)")
     convert.add_argument("--preset", choices=PRESET_NAMES,
                          help="task preset for what shapes cannot tell (needed for a bare checkpoint; with a run "
                               "config, default: read off its data_paths)")
@@ -61,7 +69,12 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_convert(args: argparse.Namespace) -> int:
     from ..configuration_trm import TRMConfig
-    from ..convert import OVERRIDE_FLAGS, ReferenceCheckpointError, convert_reference_checkpoint, show_notes
+    from ..convert import (
+        OVERRIDE_FLAGS,
+        ReferenceCheckpointError,
+        convert_reference_checkpoint,
+        show_notes,
+    )
 
     show_notes()
     overrides = {name: getattr(args, name) for name in OVERRIDE_FLAGS if getattr(args, name) is not None}
@@ -71,8 +84,27 @@ def _run_convert(args: argparse.Namespace) -> int:
         print("trm convert-reference: error: --config and --no-run-config exclude each other", file=sys.stderr)
         return 2
     config_path = False if args.no_run_config else args.config_path
+    hub_options = [flag for flag, value in (("--revision", args.revision), ("--token", args.token),
+                                            ("--cache-dir", args.cache_dir)) if value is not None]
+    if args.hub_file is None and hub_options:
+        print(f"trm convert-reference: error: {', '.join(hub_options)} need --file (CHECKPOINT is then a Hub repo id)",
+              file=sys.stderr)
+        return 2
+    checkpoint = Path(args.checkpoint)
+    if args.hub_file is None and not checkpoint.exists() and args.checkpoint.count("/") == 1:
+        print(f"trm convert-reference: error: {args.checkpoint}: no such file; for a Hub repo, name the checkpoint "
+              f"in it with --file PATH_IN_REPO", file=sys.stderr)
+        return 1
     try:
-        out = convert_reference_checkpoint(args.checkpoint, args.out_dir, args.preset, overwrite=args.overwrite,
+        if args.hub_file is not None:
+            from ..convert import download_reference_checkpoint
+
+            checkpoint, fetched_config = download_reference_checkpoint(
+                args.checkpoint, args.hub_file, revision=args.revision, token=args.token, cache_dir=args.cache_dir)
+            print(f"fetched {args.checkpoint}/{args.hub_file}" + (f" and {RUN_CONFIG}" if fetched_config else ""))
+            if config_path is None:
+                config_path = fetched_config if fetched_config is not None else False
+        out = convert_reference_checkpoint(checkpoint, args.out_dir, args.preset, overwrite=args.overwrite,
                                            config_path=config_path, **overrides)
     except ReferenceCheckpointError as error:
         print(f"trm convert-reference: error: {error}", file=sys.stderr)
