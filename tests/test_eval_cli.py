@@ -87,6 +87,9 @@ def test_trm_eval_writes_every_field_of_the_schema(sudoku_dir, model_dir, tmp_pa
     reloaded = TRMForGridReasoning.from_pretrained(model_dir)
     assert model["num_parameters"] == sum(p.numel() for p in reloaded.parameters())
     assert model["num_reference_parameters"] == reloaded.num_reference_parameters() < model["num_parameters"]
+    # the network and the puzzle-id table apart (reference issue "7M vs ~435M?")
+    assert model["num_puzzle_embedding_parameters"] == reloaded.puzzle_embedding.weight.numel() > 0
+    assert model["num_network_parameters"] == model["num_parameters"] - model["num_puzzle_embedding_parameters"]
     dataset = results["dataset"]
     split, _ = load_trm_dataset(sudoku_dir)
     assert dataset["name"] == "generated-sudoku-4x4" and dataset["split"] == "test"

@@ -8,7 +8,11 @@ import evaluate
 import numpy as np
 import pytest
 
-from modeling_trm.data.arc_augment import apply_arc_augmentation, arc_grid_to_canvas, make_augmentation_name
+from modeling_trm.data.arc_augment import (
+    apply_arc_augmentation,
+    arc_grid_to_canvas,
+    make_augmentation_name,
+)
 from modeling_trm.metrics import (
     arc_pass_at_k,
     arc_references_from_labels,
@@ -51,7 +55,8 @@ ROWS = [
     row("t2", 0, 6, TRUTH["t2", 0], 1.0),
     row("t2", 0, 7, WRONG["t2", 0], -2.0),
     row("t2", 0, 0, TRUTH["t2", 0], 1.0),
-    # t2 output 1: only a wrong grid plus a canvas with no grid (no vote) -> never found.
+    # t2 output 1: only a wrong grid plus a canvas with no grid (the empty grid, which votes, as the authors') ->
+    # never found.
     row("t2", 1, 3, WRONG["t2", 1], 0.0),
     ("t2", 1, AUGMENTATIONS[2], np.zeros(900, dtype=np.int64), 9.0),
     # t4: wrong 3 votes, truth 2 votes -> found at rank 2 only.
@@ -85,7 +90,7 @@ def test_ranking_votes_then_mean_sigmoid_q():
     np.testing.assert_array_equal(t2[0].grid, TRUTH["t2", 0])
     assert t2[0].mean_confidence == pytest.approx(sigmoid(1.0))
     assert t2[1].mean_confidence == pytest.approx((sigmoid(10.0) + sigmoid(-2.0)) / 2)
-    assert [c.votes for c in ranked["t2", 1]] == [1]  # the empty canvas cast no vote
+    assert [c.grid.shape for c in ranked["t2", 1]] == [(0, 0), WRONG["t2", 1].shape]  # the empty grid votes
     assert ("t3", 0) not in ranked
 
 
@@ -93,7 +98,7 @@ def test_pass_at_k_hand_computed_over_all_reference_tasks():
     result = arc_pass_at_k(TASK_IDS, TEST_INDICES, AUGS, CANVASES, Q, TRUTH, ks=(1, 2, 5, 1000))
     assert result == pytest.approx(
         {**EXPECTED_ALL_TASKS, "num_tasks": 4, "num_test_outputs": 5, "num_predictions": 16,
-         "num_voting_predictions": 15}
+         "num_voting_predictions": 16}
     )
     default = arc_pass_at_k(TASK_IDS, TEST_INDICES, AUGS, CANVASES, Q, TRUTH)
     assert [key for key in default if key.startswith("pass@")] == [f"pass@{k}" for k in (1, 2, 5, 10, 100, 1000)]
@@ -119,8 +124,13 @@ def test_submission_is_kaggle_format_and_atomic(tmp_path):
     assert loaded == written
     assert sorted(loaded) == ["t1", "t2", "t3", "t4"]
     assert loaded["t1"] == [{"attempt_1": TRUTH["t1", 0].tolist(), "attempt_2": WRONG["t1", 0].tolist()}]
-    assert loaded["t2"][1] == {"attempt_1": WRONG["t2", 1].tolist(), "attempt_2": [[0]]}
-    assert loaded["t3"] == [{"attempt_1": [[0]], "attempt_2": [[0]]}]
+    # The authors' layout: the empty grid is an attempt, a lone candidate fills both attempts, a test input
+    # without predictions has no entry.
+    assert loaded["t2"][1] == {"attempt_1": [], "attempt_2": WRONG["t2", 1].tolist()}
+    assert loaded["t4"] == [{"attempt_1": WRONG["t4", 0].tolist(), "attempt_2": TRUTH["t4", 0].tolist()}]
+    assert loaded["t3"] == []
+    single = write_arc_submission(path, {("t9", 0): ranked["t1", 0][:1]})
+    assert single == {"t9": [{"attempt_1": TRUTH["t1", 0].tolist(), "attempt_2": TRUTH["t1", 0].tolist()}]}
     assert [p.name for p in path.parent.iterdir()] == ["submission.json"]  # no temporary left behind
     with pytest.raises(ValueError, match="outside num_test_outputs"):
         write_arc_submission(path, ranked, num_test_outputs={"t1": 1})
@@ -160,6 +170,6 @@ def test_evaluate_module_scores_label_canvases_and_writes_submission(metric, tmp
     # Only outputs that appear in rows are scored (no t3): (1 + 1/2 + 0) / 3 and (1 + 1/2 + 1) / 3.
     assert result == pytest.approx(
         {"pass@1": 1.5 / 3, "pass@2": 2.5 / 3, "num_tasks": 3, "num_test_outputs": 4, "num_predictions": 16,
-         "num_voting_predictions": 15}
+         "num_voting_predictions": 16}
     )
     assert sorted(json.loads(submission.read_text())) == ["t1", "t2", "t4"]

@@ -113,7 +113,7 @@ def unexplained_numbers(card_text: str, *sources: Any) -> list[str]:
 def test_number_check_flags_a_number_without_source(model, model_dir) -> None:
     results = make_results(model)
     card = render_model_card(model_dir, results, repo_id="org/trm-tiny")
-    sources = (results, model.config.to_dict(), [model.num_parameters(), model.num_reference_parameters()])
+    sources = (results, model.config.to_dict(), list(model.parameter_counts().values()))
     assert unexplained_numbers(str(card), *sources) == []
     # the checker itself: an invented accuracy and a rounded-away figure are caught
     assert unexplained_numbers(str(card) + "\nIt reaches 99.1% and 43.3%.", *sources) == ["99.1", "43.3"]
@@ -128,7 +128,7 @@ def test_every_number_in_the_card_has_a_source(model, model_dir) -> None:
     card = render_model_card(model_dir, [results, other], recipe, training, repo_id="org/trm-tiny")
     text = str(card)
     sources = (results, other, recipe, training, model.config.to_dict(),
-               [model.num_parameters(), model.num_reference_parameters()])
+               list(model.parameter_counts().values()))
     assert unexplained_numbers(text, *sources) == []
     for shown in ("43.2%", "87.6%", "45.7%", "40.1%", "6.2%", "57,954", "57,794", "1,234", "56.7", "2.71"):
         assert shown in text
@@ -140,8 +140,7 @@ def test_card_without_results_states_no_measured_number(model, model_dir) -> Non
     text = str(card)
     assert "model-index" not in text and card.data.eval_results is None
     assert "No evaluation results were supplied" in text
-    assert unexplained_numbers(text, model.config.to_dict(), [model.num_parameters(),
-                                                              model.num_reference_parameters()]) == []
+    assert unexplained_numbers(text, model.config.to_dict(), list(model.parameter_counts().values())) == []
     percents = {float(p) for p in re.findall(r"(\d+(?:\.\d+)?)%", text)}
     assert percents == PAPER_PERCENTS & {87.4, 74.7}  # only the paper's Sudoku figures, nothing measured
     for line in text.splitlines():
@@ -231,7 +230,7 @@ def test_rating_bands_are_tabled_from_the_results(model, model_dir) -> None:
     text = str(render_model_card(model_dir, results, repo_id="org/trm-tiny"))
     assert "| 0 | 311 | 91.3% |" in text and "| 10+ | 29 | 13.8% |" in text
     assert unexplained_numbers(text, results, list(bands), model.config.to_dict(),
-                               [model.num_parameters(), model.num_reference_parameters()]) == []
+                               list(model.parameter_counts().values())) == []
     assert "by the puzzle's difficulty rating" not in str(render_model_card(model_dir, make_results(model)))
     with pytest.raises(CardInputError, match=r"accuracy_by_rating\.0.*fraction"):
         render_model_card(model_dir, make_results(model, accuracy_by_rating={"0": {"num_examples": 3,
@@ -314,6 +313,16 @@ def test_card_states_the_test_time_sampling_a_number_was_measured_with(model, mo
     assert "13 trajectories per puzzle" in text and "std 0.35" in text and "a majority vote" in text
     assert 'selection="vote"' in text and "seed 17" in text
     assert unexplained_numbers(text, results, model.config.to_dict(),
-                               [model.num_parameters(), model.num_reference_parameters()]) == []
+                               list(model.parameter_counts().values())) == []
     plain = str(render_model_card(model_dir, make_results(model), repo_id="org/trm-tiny"))
     assert "trajectories per puzzle" not in plain
+
+
+def test_card_states_the_network_and_the_puzzle_table_apart(model, model_dir) -> None:
+    card = str(render_model_card(model_dir, make_results(model), repo_id="org/trm-tiny"))
+    counts = model.parameter_counts()
+    table = model.config.num_puzzle_identifiers * model.config.hidden_size
+    assert counts["puzzle_embedding"] == table and counts["network"] == counts["total"] - table
+    assert (f"It has **{counts['network']:,} parameters in its network** and {table:,} in its\n"
+            f"puzzle-identifier table ({model.config.num_puzzle_identifiers} ids × {model.config.hidden_size}") in card
+    assert f"{counts['total']:,} in all; the paper counts {counts['reference']:,}" in card

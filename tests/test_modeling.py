@@ -18,6 +18,17 @@ from tiny_models import random_batch, tiny_config, tiny_model
 # ----------------------------------------------------------------------------- config
 
 
+def test_an_arc_model_states_its_network_and_its_puzzle_table_apart() -> None:
+    # ARC-AGI-1 as the authors built it: 876,406 puzzle ids x 512 (reference issue "7M vs ~435M?")
+    with torch.device("meta"):
+        model = TRMForGridReasoning(TRMConfig.from_preset("arc", num_puzzle_identifiers=876_406))
+    counts = model.parameter_counts()
+    assert counts["puzzle_embedding"] == 876_406 * 512 == 448_719_872
+    assert counts["reference"] == 6_829_058  # the paper's count: network without y_init / z_init
+    assert counts["network"] == 6_829_058 + 2 * 512
+    assert counts["total"] == counts["network"] + counts["puzzle_embedding"] == model.num_parameters()
+
+
 @pytest.mark.parametrize(
     "preset, expected",
     [("sudoku-mlp", 5_028_866), ("sudoku-att", 6_828_034), ("maze", 6_822_914), ("arc", 6_829_058)],

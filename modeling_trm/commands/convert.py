@@ -69,6 +69,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_convert(args: argparse.Namespace) -> int:
     from ..configuration_trm import TRMConfig
+    from ..hub_card.render import count_parameters
     from ..convert import (
         OVERRIDE_FLAGS,
         ReferenceCheckpointError,
@@ -110,7 +111,9 @@ def _run_convert(args: argparse.Namespace) -> int:
         print(f"trm convert-reference: error: {error}", file=sys.stderr)
         return 1
     config = TRMConfig.from_pretrained(out)
+    total, _, table = count_parameters(out, config)
     print(f"wrote {out}: {config.mixer}, hidden {config.hidden_size}, {config.num_layers} layers, "
+          f"{total - table:,} network parameters + {table:,} in the puzzle-id table, "
           f"vocab {config.vocab_size}, grid {config.grid_shape[0]}x{config.grid_shape[1]}, "
           f"{config.num_puzzle_identifiers} puzzle ids, T={config.H_cycles} n={config.L_cycles} "
           f"N_sup={config.halt_max_steps}"

@@ -197,10 +197,13 @@ def dataset_identity(metadata: DatasetMetadata, dataset_split: Any, path: str | 
 def model_identity(model: TRMForGridReasoning) -> dict[str, Any]:
     """The `model` block of a results file."""
     config = model.config
+    counts = model.parameter_counts()
     return {
         "name_or_path": getattr(model, "name_or_path", None) or getattr(config, "_name_or_path", None) or None,
-        "num_parameters": int(sum(p.numel() for p in model.parameters())),
-        "num_reference_parameters": int(model.num_reference_parameters()),
+        "num_parameters": counts["total"],
+        "num_network_parameters": counts["network"],
+        "num_puzzle_embedding_parameters": counts["puzzle_embedding"],
+        "num_reference_parameters": counts["reference"],
         "preset": detect_preset(config),
         "hidden_size": config.hidden_size,
         "H_cycles": config.H_cycles,
@@ -399,9 +402,9 @@ def accuracy_by_rating(ratings: np.ndarray, correct: np.ndarray,
 
 
 def _arc_voting_rows(rows: Any) -> tuple[dict[str, list[Any]], np.ndarray]:
-    """The voting columns, and which rows may vote: test inputs laid at the canvas's top-left corner."""
+    """The voting columns, and which rows are test inputs laid at the canvas's top-left corner."""
     optional = [name for name in ("example_role", "row_offset", "col_offset") if name in rows.column_names]
-    names = list(ARC_VOTING_COLUMNS) + optional
+    names = list(ARC_VOTING_COLUMNS) + ["puzzle_identifiers"] + optional
     plain = rows.with_format(None)
     columns = {name: list(plain[name]) for name in names}
     votes = np.ones(rows.num_rows, dtype=bool)
@@ -415,18 +418,28 @@ def _arc_voting_rows(rows: Any) -> tuple[dict[str, list[Any]], np.ndarray]:
 
 def _arc_metrics(rows: Any, outputs: dict[str, np.ndarray], pad_token_id: int,
                  submission_path: str | os.PathLike | None) -> dict[str, Any]:
-    """pass@k by voting across augmented variants; writes the Kaggle submission when asked."""
-    from ..metrics import arc_references_from_labels, rank_arc_candidates, score_arc_ranking, write_arc_submission
+    """pass@k by voting across augmented variants, by the authors' rule (`modeling_trm.metrics.arc`); writes
+    the Kaggle submission when asked. As in their evaluator, rows with the blank puzzle id 0 cast no vote
+    (their test outputs still count, so such a split scores 0)."""
+    from ..metrics.arc import (
+        BLANK_IDENTIFIER_ID,
+        arc_references_from_labels,
+        rank_arc_candidates,
+        score_arc_ranking,
+        write_arc_submission,
+    )
 
-    columns, votes = _arc_voting_rows(rows)
-    index = np.flatnonzero(votes)
+    columns, test_rows = _arc_voting_rows(rows)
+    index = np.flatnonzero(test_rows)
     if index.size == 0:
         return {"note": "no test-input rows at the canvas origin in this split: pass@k and submission skipped"}
     task_ids = [columns["task_id"][i] for i in index]
     test_indices = [int(columns["example_index"][i]) for i in index]
     augmentations = [columns["augmentation"][i] for i in index]
-    ranked = rank_arc_candidates(task_ids, test_indices, augmentations, outputs["predictions"][index],
-                                 outputs["q_halt_logits"][index])
+    voting = np.flatnonzero(np.asarray(columns["puzzle_identifiers"])[index] != BLANK_IDENTIFIER_ID)
+    ranked = rank_arc_candidates([task_ids[i] for i in voting], [test_indices[i] for i in voting],
+                                 [augmentations[i] for i in voting], outputs["predictions"][index[voting]],
+                                 outputs["q_halt_logits"][index[voting]])
     labels = outputs["labels"][index]
     labelled = scored_cells(labels, pad_token_id).any(axis=1)
     result: dict[str, Any] = {}
@@ -437,8 +450,12 @@ def _arc_metrics(rows: Any, outputs: dict[str, np.ndarray], pad_token_id: int,
         scored = score_arc_ranking({key: value for key, value in ranked.items() if key in references}, references)
         result.update(scored)
         result["num_predictions"] = int(index.size)
+        result["num_blank_predictions"] = int(index.size - voting.size)
     if submission_path is not None:
-        write_arc_submission(submission_path, ranked)
+        num_test_outputs: dict[str, int] = {}  # every task of the test rows, in row order, as the authors list them
+        for task_id, test_index in zip(task_ids, test_indices):
+            num_test_outputs[task_id] = max(num_test_outputs.get(task_id, 0), test_index + 1)
+        write_arc_submission(submission_path, ranked, num_test_outputs)
         result["submission"] = str(submission_path)
     return result
 
