@@ -371,6 +371,9 @@ class TRMSolveOutput(ModelOutput):
     sample_q_halt_logits: torch.Tensor | None = None  # (B, K) each trajectory's q_halt logit at its last step
     sample_steps: torch.Tensor | None = None  # (B, K) supervision steps each trajectory used
     selected_sample: torch.Tensor | None = None  # (B,) index k of the trajectory returned above
+    # Compute spent per puzzle when it was not one trajectory (samples > 1 or escalate=True):
+    total_steps: torch.Tensor | None = None  # (B,) supervision steps summed over all its trajectories
+    escalated: torch.Tensor | None = None  # (B,) escalate=True: whether the puzzle went on to K trajectories
 
 
 # ----------------------------------------------------------------------------- test-time scaling (PTRM)
@@ -392,6 +395,26 @@ def check_sampling_arguments(samples: int, noise_std: float, selection: str, gen
                                        or max_batch_rows < samples):
         raise ValueError(f"max_batch_rows must be an integer >= samples ({samples}), so that a batch holds the "
                          f"trajectories of at least one puzzle; got {max_batch_rows!r}")
+
+
+def check_escalation_arguments(escalate: bool, escalate_after: int | None, samples: int, noise_std: float,
+                               return_trajectory: bool) -> None:
+    """`solve(escalate=True)` needs K > 1 noisy trajectories to escalate to; refused before any compute."""
+    if not isinstance(escalate, bool):
+        raise ValueError(f"escalate must be True or False, got {escalate!r}")
+    if escalate_after is not None and (isinstance(escalate_after, bool) or not isinstance(escalate_after, int)
+                                       or escalate_after < 1):
+        raise ValueError(f"escalate_after must be a positive integer (supervision steps), got {escalate_after!r}")
+    if not escalate:
+        if escalate_after is not None:
+            raise ValueError("escalate_after is the step budget of escalate=True; pass escalate=True as well")
+        return
+    if samples < 2 or noise_std <= 0:
+        raise ValueError(f"escalate=True sends unconfident puzzles to `samples` noisy trajectories: it needs "
+                         f"samples >= 2 and noise_std > 0, got samples={samples}, noise_std={noise_std}")
+    if return_trajectory:
+        raise ValueError("return_trajectory is not available with escalate=True (puzzles run one or K "
+                         "trajectories); solve the escalated puzzles again with samples=K to inspect them")
 
 
 class LatentNoise:
@@ -445,7 +468,7 @@ def select_trajectories(solved: TRMSolveOutput, samples: int, selection: str) ->
         predictions=pick(solved.predictions), steps=pick(solved.steps), q_halt_logits=pick(solved.q_halt_logits),
         trajectory=pick(solved.trajectory), trajectory_q_halt_logits=pick(solved.trajectory_q_halt_logits),
         sample_predictions=answers, sample_q_halt_logits=q_halt, sample_steps=solved.steps.view(-1, samples),
-        selected_sample=chosen,
+        selected_sample=chosen, total_steps=solved.steps.view(-1, samples).sum(1),
     )
 
 
@@ -866,6 +889,8 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         selection: str = "halt",
         generator: torch.Generator | None = None,
         max_batch_rows: int | None = None,
+        escalate: bool = False,
+        escalate_after: int | None = None,
     ) -> TRMSolveOutput:
         """Refine answers for up to `max_steps` supervision steps (default `config.default_solve_steps`:
         `solve_max_steps` where set, else `halt_max_steps`; any larger count runs too, the carry simply
@@ -894,6 +919,13 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         `max_batch_rows` rows (puzzles x samples, default 4096 when K > 1) are computed at once, so
         memory does not grow with K (except `return_trajectory`, which keeps every trajectory's steps
         until the selection). `samples=1, noise_std=0` (the defaults) is the plain solve.
+
+        Adaptive compute, `escalate=True`: every puzzle first runs one noise-free trajectory under ACT
+        for at most `escalate_after` steps (default `config.default_solve_steps`). A puzzle whose halting
+        head became confident (q_halt > 0) keeps that answer; only the others run `samples` noisy
+        trajectories of up to `max_steps` steps (with `halting`), chosen by `selection`. Both rounds
+        stream through the slot-refill loop, so batches stay full while puzzles remain. `total_steps`
+        gives each puzzle's supervision steps over all its trajectories, `escalated` which ones went on.
         """
         if halting not in ("act", "max"):
             raise ValueError(f"halting must be 'act' or 'max', got {halting!r}")
@@ -903,6 +935,7 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or slots < 1):
             raise ValueError(f"slots must be a positive integer or None, got {slots!r}")
         check_sampling_arguments(samples, noise_std, selection, generator, max_batch_rows)
+        check_escalation_arguments(escalate, escalate_after, samples, noise_std, return_trajectory)
         batch = input_ids.shape[0]
         device = input_ids.device
         if puzzle_identifiers is None:
@@ -911,6 +944,14 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         given = (input_ids, puzzle_identifiers)
         input_ids, puzzle_identifiers, invalid = self._clamped_ids(input_ids, puzzle_identifiers)
 
+        if escalate:
+            solved = self._escalating_refine(input_ids, puzzle_identifiers, max_steps, halting, slots, samples,
+                                             noise_std, selection, generator, max_batch_rows,
+                                             self.config.default_solve_steps if escalate_after is None
+                                             else escalate_after)
+            if bool(invalid):
+                self.check_inputs(*given)
+            return solved
         rows = batch * samples  # trajectory k of puzzle i is row i * samples + k
         limit = max_batch_rows or (_DEFAULT_MAX_BATCH_ROWS if samples > 1 else rows)
         rows_at_once = min(rows, limit, rows if slots is None else slots * samples)
@@ -923,6 +964,34 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         if bool(invalid):  # read once, after every step was queued: raises the message naming the bad ids
             self.check_inputs(*given)
         return solved if samples == 1 else select_trajectories(solved, samples, selection)
+
+    def _escalating_refine(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor, max_steps: int,
+                           halting: str, slots: int | None, samples: int, noise_std: float, selection: str,
+                           generator: torch.Generator | None, max_batch_rows: int | None,
+                           budget: int) -> TRMSolveOutput:
+        """`solve(escalate=True)`: one trajectory under ACT for every puzzle, K noisy ones for the unconfident."""
+        batch = input_ids.shape[0]
+        first = self._refine(input_ids, puzzle_identifiers, budget, "act", False,
+                             batch if slots is None else min(batch, slots), None)
+        predictions, steps, q_final = first.predictions, first.steps, first.q_halt_logits
+        total_steps = steps.clone()
+        unsure = (q_final <= 0).nonzero().squeeze(1)  # the one host sync between the two rounds
+        escalated = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+        selected = torch.zeros(batch, dtype=torch.long, device=input_ids.device)
+        if unsure.numel():
+            rows = unsure.numel() * samples
+            rows_at_once = min(rows, max_batch_rows or _DEFAULT_MAX_BATCH_ROWS,
+                               rows if slots is None else slots * samples)
+            second = self._refine(input_ids[unsure].repeat_interleave(samples, 0),
+                                  puzzle_identifiers[unsure].repeat_interleave(samples, 0), max_steps, halting,
+                                  False, rows_at_once, LatentNoise(noise_std, generator))
+            chosen = select_trajectories(second, samples, selection)
+            predictions[unsure], steps[unsure], q_final[unsure] = chosen.predictions, chosen.steps, chosen.q_halt_logits
+            total_steps[unsure] += chosen.sample_steps.sum(1)
+            escalated[unsure] = True
+            selected[unsure] = chosen.selected_sample
+        return TRMSolveOutput(predictions=predictions, steps=steps, q_halt_logits=q_final, selected_sample=selected,
+                              total_steps=total_steps, escalated=escalated)
 
     def _clamped_ids(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -1015,20 +1084,23 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         selection: str = "halt",
         generator: torch.Generator | None = None,
         max_batch_rows: int | None = None,
+        escalate: bool = False,
+        escalate_after: int | None = None,
     ) -> torch.LongTensor:
         """The answer token ids, `(batch, seq_len)`, the way `generate` returns ids in transformers.
 
         `solve(...).predictions`, for code written against that convention; `solve` is the rich call
         (steps used, q_halt logits, every step's answer, the K candidates of a sampled run). `halting`
         defaults to the paper's protocol, `"max"`; `samples`, `noise_std`, `selection`, `generator` and
-        `max_batch_rows` are `solve`'s test-time scaling. This is not `GenerationMixin.generate`: TRM
+        `max_batch_rows` are `solve`'s test-time scaling, `escalate`/`escalate_after` its adaptive compute. This is not `GenerationMixin.generate`: TRM
         refines the whole grid at once, so there is no token-by-token decoding or cache, and no
         generation config (`can_generate()` stays False, so `save_pretrained` writes no
         `generation_config.json`).
         """
         return self.solve(input_ids, puzzle_identifiers=puzzle_identifiers, max_steps=max_steps, halting=halting,
                           samples=samples, noise_std=noise_std, selection=selection, generator=generator,
-                          max_batch_rows=max_batch_rows).predictions
+                          max_batch_rows=max_batch_rows, escalate=escalate,
+                          escalate_after=escalate_after).predictions
 
     # -- bookkeeping ----------------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ a shortest S-to-G maze path). `halting="act"` (default: stop once q_halt > 0) or
 (PTRM, see `solve`): `samples=K` noisy trajectories per puzzle with `noise_std=`, one kept by
 `selection="halt"` (highest final q_halt logit) or `"vote"`, and `seed=` (an int) for the noise: each
 batch draws from a generator seeded with it, so a call with the same inputs, seed and batch size gives
-the same answers.
+the same answers. `escalate=True` (with `escalate_after=` steps) gives the K trajectories only to puzzles
+whose halting head is not confident after one; each result then says `escalated` and `total_steps`.
 
 On CPU the first call picks torch's thread count as the `trm` commands do (`threads.py`: the CPUs this
 process may use and other processes leave idle), unless the user set it (`torch.set_num_threads`,
@@ -46,7 +47,7 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .arc_canvas import arc_grid_to_canvas, crop_arc_prediction
 from .grid_checks import is_shortest_maze_path, valid_sudoku_rows
-from .modeling_trm import check_sampling_arguments
+from .modeling_trm import check_escalation_arguments, check_sampling_arguments
 from .puzzle_text import encode_puzzle, render_answer, symbol_lookup
 from .threads import apply_thread_choice
 
@@ -89,15 +90,18 @@ class GridReasoningPipeline(Pipeline):
 
     def _sanitize_parameters(self, halting: str | None = None, max_steps: int | None = None, samples: int | None = None,
                              noise_std: float | None = None, selection: str | None = None, seed: int | None = None,
-                             **unknown: Any):
+                             escalate: bool | None = None, escalate_after: int | None = None, **unknown: Any):
         if unknown:
             raise ValueError(f"unknown grid-reasoning parameters {sorted(unknown)}; it takes halting, max_steps, "
-                             "samples, noise_std, selection, seed, batch_size and device")
+                             "samples, noise_std, selection, seed, escalate, escalate_after, batch_size and device")
         # test-time scaling (`solve`'s PTRM sampling), checked here so a bad value fails before any compute
-        forward: dict[str, Any] = {key: value for key, value in (("samples", samples), ("noise_std", noise_std),
-                                                                 ("selection", selection)) if value is not None}
+        forward: dict[str, Any] = {key: value for key, value in (
+            ("samples", samples), ("noise_std", noise_std), ("selection", selection), ("escalate", escalate),
+            ("escalate_after", escalate_after)) if value is not None}
         check_sampling_arguments(forward.get("samples", 1), forward.get("noise_std", 0.0),
                                  forward.get("selection", "halt"), generator=None, max_batch_rows=None)
+        check_escalation_arguments(forward.get("escalate", False), forward.get("escalate_after"),
+                                   forward.get("samples", 1), forward.get("noise_std", 0.0), return_trajectory=False)
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
                 raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
@@ -178,8 +182,11 @@ class GridReasoningPipeline(Pipeline):
         input_ids = model_inputs["input_ids"]
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         solved = self.model.solve(input_ids, max_steps=max_steps, halting=halting, generator=generator, **sampling)
-        return {"input_ids": input_ids, "predictions": solved.predictions, "steps": solved.steps,
-                "q_halt_logits": solved.q_halt_logits}
+        outputs = {"input_ids": input_ids, "predictions": solved.predictions, "steps": solved.steps,
+                   "q_halt_logits": solved.q_halt_logits}
+        if solved.escalated is not None:
+            outputs.update(escalated=solved.escalated, total_steps=solved.total_steps)
+        return outputs
 
     def postprocess(self, model_outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
         config = self.model.config
@@ -194,6 +201,9 @@ class GridReasoningPipeline(Pipeline):
             result["answer"] = render_answer(tokens.tolist(), config)
         result["steps"] = int(model_outputs["steps"].reshape(-1)[0])
         result["halt_probability"] = 1.0 / (1.0 + math.exp(-q_halt)) if q_halt > -700 else 0.0
+        if "escalated" in model_outputs:  # escalate=True: whether it took K trajectories, and all their steps
+            result["escalated"] = bool(model_outputs["escalated"].reshape(-1)[0])
+            result["total_steps"] = int(model_outputs["total_steps"].reshape(-1)[0])
         if config.task == "sudoku":
             result["valid"] = bool(valid_sudoku_rows(tokens[None], question[None])[0])
         elif config.task == "maze":

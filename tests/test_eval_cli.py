@@ -101,7 +101,8 @@ def test_trm_eval_writes_every_field_of_the_schema(sudoku_dir, model_dir, tmp_pa
     assert results["protocol"] == {"halting": "max", "max_steps": 4, "batch_size": 10,
                                    "dtype": resolve_dtype("auto", torch.device("cpu")), "device": "cpu",
                                    "torch_threads": torch.get_num_threads(), "limit": None, "slot_refill": False,
-                                   "samples": 1, "noise_std": 0.0, "selection": "halt", "seed": None}
+                                   "samples": 1, "noise_std": 0.0, "selection": "halt", "seed": None,
+                                   "escalate": False, "escalate_after": None}
     metrics = results["metrics"]
     assert set(metrics) == {"exact_accuracy", "token_accuracy", "blank_accuracy", "valid_solution_accuracy"}
     assert all(0.0 <= value <= 1.0 for value in metrics.values())
@@ -110,6 +111,9 @@ def test_trm_eval_writes_every_field_of_the_schema(sudoku_dir, model_dir, tmp_pa
     assert results["accuracy_by_steps"]["4"] == metrics["exact_accuracy"]
     assert set(results["act"]) == {"exact_accuracy", "mean_steps"} and 1.0 <= results["act"]["mean_steps"] <= 4.0
     assert results["mean_steps"] == 4.0
+    # one trajectory of 4 steps per puzzle; the tiny model runs T=2 recursions of n=2 z-updates and a y-update
+    assert results["compute"] == {"mean_total_steps": 4.0, "max_total_steps": 4, "network_calls_per_step": 6,
+                                  "mean_network_calls": 24.0, "escalated_fraction": 0.0}
     assert results["examples_per_s"] > 0 and results["wall_time_s"] > 0
     assert set(results["versions"]) >= {"modeling_trm", "torch", "transformers", "datasets", "evaluate"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", results["created"])
@@ -434,8 +438,35 @@ def test_trm_eval_with_noisy_samples_is_reproducible_and_recorded(sudoku_dir, mo
     assert json.loads(plain.read_text())["protocol"]["samples"] == 1
 
 
+def test_trm_eval_escalates_only_unconfident_puzzles_and_reports_their_cost(sudoku_dir, model_dir, tmp_path) -> None:
+    out = tmp_path / "escalated.json"
+    assert run_cli("--model", str(model_dir), "--dataset", str(sudoku_dir), "--batch-size", "8", "--no-progress",
+                   "--samples", "3", "--noise-std", "0.5", "--seed", "7", "--max-steps", "6", "--escalate",
+                   "--escalate-after", "2", "--out", str(out)) == 0
+    results = json.loads(out.read_text())
+    assert results["protocol"]["escalate"] is True and results["protocol"]["escalate_after"] == 2
+    # the same solve by hand: which puzzles escalated, what they cost, how many are right
+    split, _ = load_trm_dataset(sudoku_dir)
+    model = TRMForGridReasoning.from_pretrained(model_dir).eval()
+    test = split["test"]
+    ids = torch.tensor(test["input_ids"])
+    solved = model.solve(ids, torch.tensor(test["puzzle_identifiers"]), max_steps=6, halting="max", samples=3,
+                         noise_std=0.5, selection="halt", generator=torch.Generator().manual_seed(7), escalate=True,
+                         escalate_after=2)
+    labels = torch.tensor(test["labels"])
+    right = ((solved.predictions == labels) | (labels == -100)).all(1).float().mean().item()
+    assert results["metrics"]["exact_accuracy"] == pytest.approx(right)
+    assert list(results["accuracy_by_steps"]) == ["6"] and "act" not in results
+    compute = results["compute"]
+    assert compute["escalated_fraction"] == pytest.approx(solved.escalated.float().mean().item())
+    assert compute["mean_total_steps"] == pytest.approx(solved.total_steps.float().mean().item())
+    assert compute["mean_network_calls"] == pytest.approx(6 * compute["mean_total_steps"])
+    check_results(results)
+
+
 @pytest.mark.parametrize("flags, named", [(["--samples", "0"], "samples"), (["--noise-std", "-0.1"], "noise_std"),
-                                          (["--seed", "-1"], "seed")])
+                                          (["--seed", "-1"], "seed"), (["--escalate"], "escalate"),
+                                          (["--escalate-after", "3"], "escalate_after")])
 def test_trm_eval_refuses_bad_sampling_options_before_loading(flags, named, sudoku_dir, model_dir, tmp_path, capsys,
                                                               no_compute, monkeypatch) -> None:
     import modeling_trm.inference.evaluation as evaluation

@@ -249,6 +249,83 @@ def test_refinement_runs_far_beyond_halt_max_steps(puzzles, max_steps: int) -> N
     assert stopped.steps.tolist() == [1] * NUM_PUZZLES and stopped.trajectory.shape == (NUM_PUZZLES, max_steps, 16)
 
 
+# ----------------------------------------------------------------------------- adaptive: escalate=True
+
+
+def test_escalation_sends_only_the_unconfident_puzzles_to_k_trajectories(puzzles) -> None:
+    ids, pids = puzzles
+    model = varied_halting_model()
+    budget, depth, k = 4, 8, 5
+    plain = model.solve(ids, pids, max_steps=budget, halting="act")
+    unsure = plain.q_halt_logits <= 0
+    # plain ACT stops these puzzles after 2, 2, never, 2, 5 and 2 steps: within 4 steps, #2 and #4 stay unsure
+    assert unsure.tolist() == [False, False, True, False, True, False]
+    out = model.solve(ids, pids, max_steps=depth, halting="act", samples=k, noise_std=SIGMA, generator=seeded(4),
+                      escalate=True, escalate_after=budget)
+    assert torch.equal(out.escalated, unsure)
+    # confident puzzles keep the one noise-free answer and its steps
+    assert torch.equal(out.predictions[~unsure], plain.predictions[~unsure])
+    assert torch.equal(out.steps[~unsure], plain.steps[~unsure])
+    assert torch.equal(out.total_steps[~unsure], plain.steps[~unsure])
+    # the others: exactly a K-sample solve of them alone with the same seed, after their budget was spent
+    alone = model.solve(ids[unsure], pids[unsure], max_steps=depth, halting="act", samples=k, noise_std=SIGMA,
+                        generator=seeded(4))
+    assert torch.equal(out.predictions[unsure], alone.predictions)
+    assert torch.equal(out.q_halt_logits[unsure], alone.q_halt_logits)
+    assert torch.equal(out.selected_sample[unsure], alone.selected_sample)
+    assert torch.equal(out.total_steps[unsure], budget + alone.sample_steps.sum(1))
+    # same seed, same answers; the batch size (slots) changes no answer (logits only in the last bits, as a
+    # matmul over another number of rows may)
+    again = model.solve(ids, pids, max_steps=depth, halting="act", samples=k, noise_std=SIGMA, generator=seeded(4),
+                        escalate=True, escalate_after=budget, slots=2, max_batch_rows=k)
+    for name in ("predictions", "steps", "total_steps", "escalated", "selected_sample"):
+        assert torch.equal(getattr(again, name), getattr(out, name)), name
+    torch.testing.assert_close(again.q_halt_logits, out.q_halt_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_escalation_with_every_puzzle_confident_runs_no_second_round() -> None:
+    model = always_halting_model()
+    ids = random_batch(4, seed=0)
+    out = model.solve(ids, samples=8, noise_std=1.0, escalate=True, generator=seeded(0))
+    assert not out.escalated.any() and out.total_steps.tolist() == [1, 1, 1, 1]
+    assert torch.equal(out.predictions, model.solve(ids, halting="act").predictions)
+
+
+def test_pipeline_and_generate_take_the_escalation() -> None:
+    model = varied_halting_model()
+    questions = ["33.2433232414121", "4143342.4..3.432", ".2.1.2231.43.4.3", "242.424144423.43"]
+    solver = pipeline("grid-reasoning", model=model, device="cpu")
+    arguments = dict(samples=4, noise_std=1.0, max_steps=8, escalate=True, escalate_after=3)
+    got = solver(questions, seed=5, **arguments)
+    assert [result["escalated"] for result in got] == [False, True, False, True]
+    lookup = {".": 1, "1": 2, "2": 3, "3": 4, "4": 5}
+    for question, result in zip(questions, got):  # batch_size 1: each puzzle with a generator seeded 5
+        ids = torch.tensor([[lookup[c] for c in question]])
+        want = model.solve(ids, halting="act", generator=seeded(5), **arguments)
+        assert result["escalated"] == bool(want.escalated[0]) and result["total_steps"] == int(want.total_steps[0])
+        assert result["answer"] == render_answer(want.predictions[0].tolist(), model.config)
+        assert torch.equal(model.generate(ids, halting="act", generator=seeded(5), **arguments), want.predictions)
+    with pytest.raises(ValueError, match="needs samples >= 2 and noise_std > 0"):
+        solver(questions, escalate=True)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(escalate=True), "escalate=True sends unconfident puzzles to `samples` noisy trajectories"),
+    (dict(escalate=True, samples=4), "needs samples >= 2 and noise_std > 0"),
+    (dict(escalate=True, noise_std=0.3), "needs samples >= 2 and noise_std > 0"),
+    (dict(escalate="yes", samples=4, noise_std=0.3), "escalate must be True or False"),
+    (dict(escalate=True, samples=4, noise_std=0.3, escalate_after=0), "escalate_after must be a positive integer"),
+    (dict(samples=4, noise_std=0.3, escalate_after=3), "pass escalate=True as well"),
+    (dict(escalate=True, samples=4, noise_std=0.3, return_trajectory=True), "return_trajectory is not available"),
+])
+def test_bad_escalation_arguments_are_refused_before_any_compute(puzzles, kwargs, message) -> None:
+    ids, pids = puzzles
+    model = tiny_model()
+    model.embed_inputs = lambda *args, **kw: pytest.fail("the model ran although an argument was bad")
+    with pytest.raises(ValueError, match=message):
+        model.solve(ids, pids, **kwargs)
+
+
 # ----------------------------------------------------------------------------- checks, generate, pipeline
 
 

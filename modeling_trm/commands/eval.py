@@ -49,6 +49,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--selection", choices=SELECTION_RULES, default="halt",
                         help="halt: the trajectory the halting head is surest of (PTRM); vote: the most common answer")
     parser.add_argument("--seed", type=int, default=0, help="seeds the noise (same seed, same answers)")
+    parser.add_argument("--escalate", action="store_true",
+                        help="adaptive compute: one trajectory under ACT first; only puzzles whose halting head is "
+                             "not confident after --escalate-after steps get the --samples noisy trajectories")
+    parser.add_argument("--escalate-after", dest="escalate_after", type=int, default=None,
+                        help="step budget of the first trajectory under --escalate (default: the model's, 16)")
     parser.add_argument("--no-act", action="store_true", help="under --halting max, skip the ACT figures")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--out", type=Path, default=None,
@@ -78,7 +83,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
             args.model, args.dataset, out, split=args.split, halting=args.halting, max_steps=args.max_steps,
             batch_size=args.batch_size, limit=args.limit, dtype=args.dtype, device=args.device,
             run_act=not args.no_act, progress=not args.no_progress, overwrite=args.overwrite,
-            samples=args.samples, noise_std=args.noise_std, selection=args.selection, seed=args.seed)
+            samples=args.samples, noise_std=args.noise_std, selection=args.selection, seed=args.seed,
+            escalate=args.escalate, escalate_after=args.escalate_after)
     except (ValueError, OSError) as error:
         print(f"trm eval: error: {error}", file=sys.stderr)
         return 2

@@ -38,6 +38,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--selection", choices=("halt", "vote"), default="halt",
                         help="halt: the trajectory the halting head is surest of; vote: the most common answer")
     parser.add_argument("--seed", type=int, default=0, help="seeds the noise (same seed, same answers)")
+    parser.add_argument("--escalate", action="store_true",
+                        help="only puzzles whose halting head is not confident after --escalate-after steps of one "
+                             "trajectory get the --samples noisy ones")
+    parser.add_argument("--escalate-after", dest="escalate_after", type=int, default=None,
+                        help="step budget of the first trajectory under --escalate (default: the model's)")
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     parser.set_defaults(func=run_solve)
 
@@ -95,7 +100,8 @@ def run_solve(args: argparse.Namespace) -> int:
 
     from ..inference.evaluation import sampling_arguments
 
-    sampling = sampling_arguments(args.samples, args.noise_std, args.selection, args.seed) or {}
+    sampling = sampling_arguments(args.samples, args.noise_std, args.selection, args.seed, args.escalate,
+                                  args.escalate_after) or {}
 
     from transformers import AutoConfig
 

@@ -258,18 +258,23 @@ def _check_arguments(halting: str, max_steps: int, batch_size: int, limit: int |
         raise ValueError(f"step_budgets must be positive integers, got {list(step_budgets)}")
 
 
-def sampling_arguments(samples: int, noise_std: float, selection: str, seed: int) -> dict[str, Any] | None:
+def sampling_arguments(samples: int, noise_std: float, selection: str, seed: int, escalate: bool = False,
+                       escalate_after: int | None = None) -> dict[str, Any] | None:
     """The `solve` keywords of a K-sample run (None for today's single deterministic trajectory), checked
     before any compute; the generator is seeded once, so a rerun of the same split gives the same answers."""
-    from ..modeling_trm import check_sampling_arguments
+    from ..modeling_trm import check_escalation_arguments, check_sampling_arguments
 
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     generator = torch.Generator().manual_seed(seed)
     check_sampling_arguments(samples, noise_std, selection, generator, None)
+    check_escalation_arguments(escalate, escalate_after, samples, noise_std, return_trajectory=False)
     if samples == 1 and noise_std == 0:
         return None
-    return {"samples": samples, "noise_std": noise_std, "selection": selection, "generator": generator}
+    arguments = {"samples": samples, "noise_std": noise_std, "selection": selection, "generator": generator}
+    if escalate:
+        arguments.update(escalate=True, escalate_after=escalate_after)
+    return arguments
 
 
 def _check_split(dataset_split: Any, config: TRMConfig) -> None:
@@ -307,7 +312,8 @@ def _rows_per_solve_call(halting: str, batch_size: int, max_steps: int, seq_len:
 def _run_batches(model: TRMForGridReasoning, rows: Any, halting: str, max_steps: int, batch_size: int,
                  use_bf16: bool, progress: bool, keep_inputs: bool,
                  sampling: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-    """Solve every row; keep final answers, q_halt, steps, per-step correctness and per-step q_halt > 0."""
+    """Solve every row; keep final answers, q_halt, steps, steps over all trajectories, per-step correctness
+    and per-step q_halt > 0. An escalating solve has no per-step trajectory: every column holds the final."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
@@ -318,6 +324,8 @@ def _run_batches(model: TRMForGridReasoning, rows: Any, halting: str, max_steps:
         "labels": np.empty((count, seq_len), dtype=np.int16),
         "q_halt_logits": np.empty(count, dtype=np.float32),
         "steps": np.empty(count, dtype=np.int32),
+        "total_steps": np.empty(count, dtype=np.int32),
+        "escalated": np.zeros(count, dtype=bool),
         "correct_by_step": np.empty((count, max_steps), dtype=bool),  # every scored cell right after step s
         "halt_by_step": np.empty((count, max_steps), dtype=bool),  # q_halt > 0 after step s
     }
@@ -328,6 +336,7 @@ def _run_batches(model: TRMForGridReasoning, rows: Any, halting: str, max_steps:
     pad = model.config.pad_token_id
     call_rows = _rows_per_solve_call(halting, batch_size, max_steps, seq_len)
     slots = batch_size if halting == "act" else None
+    escalating = bool(sampling and sampling.get("escalate"))
     for start in tqdm(range(0, count, call_rows), desc="evaluating", unit="call", disable=not progress):
         part = numpy_rows[start:start + call_rows]
         end = start + len(part["labels"])
@@ -335,16 +344,23 @@ def _run_batches(model: TRMForGridReasoning, rows: Any, halting: str, max_steps:
         pids = torch.as_tensor(part["puzzle_identifiers"].astype(np.int64), device=device)
         with autocast:
             solved = model.solve(input_ids, puzzle_identifiers=pids, max_steps=max_steps, halting=halting,
-                                 return_trajectory=True, slots=slots, **(sampling or {}))
+                                 return_trajectory=not escalating, slots=slots, **(sampling or {}))
         labels = part["labels"].astype(np.int64)
-        trajectory = solved.trajectory.cpu().numpy()  # (B, max_steps, seq)
         ignored = ~scored_cells(labels, pad)  # (B, seq)
-        out["correct_by_step"][start:end] = ((trajectory == labels[:, None, :]) | ignored[:, None, :]).all(-1)
-        out["halt_by_step"][start:end] = solved.trajectory_q_halt_logits.cpu().numpy() > 0
+        if escalating:
+            final = ((solved.predictions.cpu().numpy() == labels) | ignored).all(-1)
+            out["correct_by_step"][start:end] = final[:, None]
+            out["halt_by_step"][start:end] = (solved.q_halt_logits.float().cpu().numpy() > 0)[:, None]
+            out["escalated"][start:end] = solved.escalated.cpu().numpy()
+        else:
+            trajectory = solved.trajectory.cpu().numpy()  # (B, max_steps, seq)
+            out["correct_by_step"][start:end] = ((trajectory == labels[:, None, :]) | ignored[:, None, :]).all(-1)
+            out["halt_by_step"][start:end] = solved.trajectory_q_halt_logits.cpu().numpy() > 0
         out["predictions"][start:end] = solved.predictions.cpu().numpy()
         out["labels"][start:end] = labels
         out["q_halt_logits"][start:end] = solved.q_halt_logits.float().cpu().numpy()
         out["steps"][start:end] = solved.steps.cpu().numpy()
+        out["total_steps"][start:end] = (solved.steps if solved.total_steps is None else solved.total_steps).cpu().numpy()
         if keep_inputs:
             out["inputs"][start:end] = part["input_ids"]
     return out
@@ -479,6 +495,8 @@ def evaluate_model(
     noise_std: float = 0.0,
     selection: str = "halt",
     seed: int = 0,
+    escalate: bool = False,
+    escalate_after: int | None = None,
 ) -> dict[str, Any]:
     """Solve a dataset split and score it; returns a results dict in the `trm eval` schema.
 
@@ -501,13 +519,16 @@ def evaluate_model(
             answer chosen by the halting head (`"halt"`) or a majority vote (`"vote"`); the step-budget and
             ACT figures then describe the chosen trajectory.
         seed: seeds the noise (one generator for the whole split), so a rerun gives the same answers.
+        escalate, escalate_after: adaptive compute (`solve`): K trajectories only for the puzzles whose
+            halting head is not confident within `escalate_after` steps of one. Only the final accuracy is
+            reported then (no per-step curve, no ACT replay); `compute` says what each puzzle cost.
     """
     started = time.perf_counter()
     config = model.config
     check_compatibility(config, metadata)
     max_steps = config.default_solve_steps if max_steps is None else max_steps
     _check_arguments(halting, max_steps, batch_size, limit, step_budgets)
-    sampling = sampling_arguments(samples, noise_std, selection, seed)
+    sampling = sampling_arguments(samples, noise_std, selection, seed, escalate, escalate_after)
     _check_split(dataset_split, config)
     rows = dataset_split if limit is None or limit >= dataset_split.num_rows else dataset_split.select(range(limit))
     device = next(model.parameters()).device
@@ -521,7 +542,8 @@ def evaluate_model(
         model.train(was_training)
     solve_time = time.perf_counter() - started
 
-    budgets = sorted({b for b in step_budgets if b <= max_steps} | {max_steps})
+    budgets = [max_steps] if escalate else sorted({b for b in step_budgets if b <= max_steps} | {max_steps})
+    run_act = run_act and not escalate
     scored = np.ones(rows.num_rows, dtype=bool)
     if config.task == "arc":  # ARC test inputs without a known solution are voted on but not scored
         scored = scored_cells(outputs["labels"], metadata.pad_token_id).any(axis=1)
@@ -534,7 +556,9 @@ def evaluate_model(
                      "device": _device_name(device), "torch_threads": torch.get_num_threads(), "limit": limit,
                      "slot_refill": halting == "act", "threads": current_threads().record(),
                      "samples": samples, "noise_std": noise_std, "selection": selection,
-                     "seed": seed if samples > 1 and noise_std > 0 else None},
+                     "seed": seed if samples > 1 and noise_std > 0 else None,
+                     "escalate": escalate, "escalate_after": (config.default_solve_steps if escalate_after is None
+                                                              else escalate_after) if escalate else None},
     }
     metrics: dict[str, Any] = {}
     by_steps: dict[str, float] = {}
@@ -560,6 +584,7 @@ def evaluate_model(
         results["act"] = {"exact_accuracy": float(act_correct[scored].mean()),
                           "mean_steps": float(act_steps[scored].mean())}
     results["mean_steps"] = float(outputs["steps"].mean())
+    results["compute"] = compute_record(outputs, config)
     wall = time.perf_counter() - started
     results["wall_time_s"] = round(wall, 3)
     results["solve_time_s"] = round(solve_time, 3)
@@ -567,6 +592,17 @@ def evaluate_model(
     results["versions"] = library_versions()
     results["created"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return results
+
+
+def compute_record(outputs: dict[str, np.ndarray], config: TRMConfig) -> dict[str, Any]:
+    """What the answers cost: supervision steps per puzzle over all its trajectories, and the network calls
+    they make (each supervision step runs T latent recursions of n z-updates and one y-update)."""
+    calls_per_step = config.H_cycles * (config.L_cycles + 1)
+    total = outputs["total_steps"].astype(np.float64)
+    return {"mean_total_steps": float(total.mean()), "max_total_steps": int(total.max()),
+            "network_calls_per_step": calls_per_step,
+            "mean_network_calls": float(total.mean() * calls_per_step),
+            "escalated_fraction": float(outputs["escalated"].mean())}
 
 
 # ----------------------------------------------------------------------------- writing
@@ -588,7 +624,9 @@ def summary_table(results: dict[str, Any]) -> str:
              f"| dataset | {dataset['name']} ({dataset['split']}, {dataset['num_examples']} examples) |",
              f"| protocol | halting={protocol['halting']}, max_steps={protocol['max_steps']}, {protocol['dtype']}"
              + (f", {protocol['samples']} samples (noise_std {protocol['noise_std']}, {protocol['selection']}, "
-                f"seed {protocol['seed']})" if protocol.get("samples", 1) > 1 else "") + " |"]
+                f"seed {protocol['seed']})" if protocol.get("samples", 1) > 1 else "")
+             + (f", escalating puzzles unconfident after {protocol['escalate_after']} steps"
+                if protocol.get("escalate") else "") + " |"]
     for key, value in results["metrics"].items():
         if isinstance(value, float):
             lines.append(f"| {key} | {value:.2%} |")
@@ -605,6 +643,12 @@ def summary_table(results: dict[str, Any]) -> str:
         lines.append(f"| ACT | {results['act']['exact_accuracy']:.2%} exact at "
                      f"{results['act']['mean_steps']:.2f} mean steps |")
     lines.append(f"| mean steps | {results['mean_steps']:.2f} |")
+    if "compute" in results:
+        compute = results["compute"]
+        lines.append(f"| compute per puzzle | {compute['mean_total_steps']:.2f} supervision steps "
+                     f"({compute['mean_network_calls']:.0f} network calls)"
+                     + (f"; {compute['escalated_fraction']:.1%} escalated" if results["protocol"].get("escalate")
+                        else "") + " |")
     lines.append(f"| time | {results['wall_time_s']:.1f} s ({results['examples_per_s']:.1f} examples/s) |")
     return "\n".join(lines)
 
@@ -633,7 +677,8 @@ def evaluate_checkpoint(
     if out is not None:
         check_target(out, overwrite)
     sampling_arguments(evaluate_kwargs.get("samples", 1), evaluate_kwargs.get("noise_std", 0.0),
-                        evaluate_kwargs.get("selection", "halt"), evaluate_kwargs.get("seed", 0))
+                        evaluate_kwargs.get("selection", "halt"), evaluate_kwargs.get("seed", 0),
+                        evaluate_kwargs.get("escalate", False), evaluate_kwargs.get("escalate_after"))
     dataset_dict, metadata = load_trm_dataset(dataset)
     if split not in dataset_dict:
         raise ValueError(f"{dataset}: no split {split!r} (splits: {sorted(dataset_dict)})")
