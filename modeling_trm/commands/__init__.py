@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import ablate, app, bench, convert, data, demo, eval, push, solve, train, visualize
+from . import ablate, app, bench, convert, data, demo, eval, push, scale, solve, train, visualize
 
-SUBCOMMAND_MODULES = (ablate, app, bench, convert, data, demo, eval, push, solve, train, visualize)
+SUBCOMMAND_MODULES = (ablate, app, bench, convert, data, demo, eval, push, scale, solve, train, visualize)
 
 
 def build_parser() -> argparse.ArgumentParser:
