@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-DESCRIPTION = ("TRM benchmark suite: training-step and `solve` throughput, GFLOP/s, fraction of the matmul peak, "
-               "memory.")
+DESCRIPTION = ("TRM benchmark suite: training-step and `solve` throughput (also of a K-sample noisy solve), "
+               "GFLOP/s, fraction of the matmul peak, memory.")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,9 @@ Measures, in one process and one run:
   compiled (`workloads.GradOnlyCompiledCore`);
 - `solve` throughput with `halting="max"` on the presets (untrained: ACT would never halt), and
   ACT vs max on a small model trained here (`benchmarks/act_demo.py`) with both accuracies;
+- solve with K samples: puzzles/s and rows/s of `solve(..., samples=K, noise_std=0.3, halting="max")`
+  (K noisy trajectories per puzzle, PTRM's test-time scaling) on Sudoku-MLP for K = 1 and 8 (and 32
+  in the full plan): what breadth costs;
 - fixed 16 steps, shrink-only ACT and slot-refill ACT (`solve(..., slots=64)`) on the 1,000 demo test
   puzzles with the demo model's halting threshold raised so that puzzles halt at 1 to 16 steps;
 - what autograd saves for one Sudoku-MLP training step at batch 64 (the activations behind the RSS);
@@ -74,6 +77,7 @@ REFILL_TARGET_SPEEDUP = 1.5
 REFILL_SLOTS = 64
 QUICK_DEMO_PUZZLES = 128  # --quick: the first 128 of the 1,000 demo test puzzles (2 batches of REFILL_SLOTS)
 CUDA_BATCH = 768  # the global batch of the Sudoku-Extreme recipes
+SAMPLED_NOISE_STD = 0.3  # the "solve with K samples" rows: PTRM's reported noise scale
 
 
 @dataclass
@@ -92,11 +96,13 @@ class TrainCase:
 @dataclass
 class SolveCase:
     preset: str
-    batch_size: int
+    batch_size: int  # puzzles per call
     dtype: str
     max_steps: int
     repeats: int
     warmup: int = 1
+    samples: int = 1  # trajectories per puzzle: the batch computes batch_size * samples rows
+    noise_std: float = 0.0  # latent noise of each trajectory (> 0 or samples > 1: a "solve with K samples" row)
 
 
 @dataclass
@@ -140,7 +146,8 @@ def default_plan(quick: bool, device: str = "cpu") -> Plan:
         return Plan(
             train=[TrainCase("Sudoku-MLP", 2, dtype, repeats=2)],
             solve=[SolveCase("Sudoku-Att", 2, dtype, max_steps=1, repeats=2),
-                   SolveCase("Maze/ARC-Att L=916", 1, dtype, max_steps=1, repeats=1)],
+                   SolveCase("Maze/ARC-Att L=916", 1, dtype, max_steps=1, repeats=1),
+                   *sampled_solve_cases(dtype, puzzles=1, max_steps=1, samples=(1, 8), repeats=1)],
             peak_repeats=2, act_repeats=1, refill_repeats=1, memory_batch=None, device=device, dtype=dtype,
             peak_dtypes=peak_dtypes, demo_train=False, demo_puzzles=QUICK_DEMO_PUZZLES, notes=notes,
             overhead_steps=20, overhead_repeats=2,
@@ -157,9 +164,18 @@ def default_plan(quick: bool, device: str = "cpu") -> Plan:
         train=train,
         solve=[SolveCase("Sudoku-MLP", 64, dtype, max_steps=2, repeats=3),
                SolveCase("Sudoku-Att", 64, dtype, max_steps=2, repeats=3),
-               SolveCase("Maze/ARC-Att L=916", 4, dtype, max_steps=1, repeats=2)],
+               SolveCase("Maze/ARC-Att L=916", 4, dtype, max_steps=1, repeats=2),
+               *sampled_solve_cases(dtype, puzzles=2, max_steps=2, samples=(1, 8, 32), repeats=2)],
         device=device, dtype=dtype, peak_dtypes=peak_dtypes, notes=notes,
     )
+
+
+def sampled_solve_cases(dtype: str, puzzles: int, max_steps: int, samples: tuple[int, ...],
+                        repeats: int) -> list[SolveCase]:
+    """The "solve with K samples" rows: the same Sudoku-MLP puzzles solved with K noisy trajectories each
+    (`halting="max"`, noise SAMPLED_NOISE_STD, K = 1 included, so the noise's own cost is in every row)."""
+    return [SolveCase("Sudoku-MLP", puzzles, dtype, max_steps=max_steps, repeats=repeats, samples=k,
+                      noise_std=SAMPLED_NOISE_STD) for k in samples]
 
 
 # ----------------------------------------------------------------------------- records
@@ -270,18 +286,44 @@ def run_train_case(case: TrainCase, peak: dict, log, device: str = "cpu") -> lis
 
 
 def run_solve_case(case: SolveCase, peak: dict, log) -> dict[str, Any]:
+    """`solve(halting="max")` of `batch_size` random puzzles; with `samples` or `noise_std` set, K noisy
+    trajectories each (mode `solve-max-kK`; `samples_per_s` counts puzzles, `rows_per_s` trajectories)."""
     config = TRMConfig.from_preset(PRESETS[case.preset])
     load_before = load_average()
     model = package_model(config)
     input_ids, _ = random_batch(config, case.batch_size)
-    run = package_solve(model, input_ids, case.dtype, "max", max_steps=case.max_steps)
+    run = package_solve(model, input_ids, case.dtype, "max", max_steps=case.max_steps, samples=case.samples,
+                        noise_std=case.noise_std)
     rss = _measure_rss_of_first_call(run)
     timing = time_runs(run, repeats=case.repeats, warmup=case.warmup - 1)
-    flops = float(forward_step_flops(config, case.batch_size) * case.max_steps)
-    record = _record(case.preset, case.batch_size, "solve-max", case.dtype, "package", timing, case.batch_size,
-                     flops, peak, rss, load_before, max_steps=case.max_steps, mean_steps=float(case.max_steps))
+    rows = case.batch_size * case.samples
+    flops = float(forward_step_flops(config, rows) * case.max_steps)
+    sampled = case.samples > 1 or case.noise_std > 0
+    extra = {"trajectories_per_puzzle": case.samples, "noise_std": case.noise_std,
+             "rows_per_s": round(rows / timing.median, 3)} if sampled else {}
+    record = _record(case.preset, case.batch_size, f"solve-max-k{case.samples}" if sampled else "solve-max",
+                     case.dtype, "package", timing, case.batch_size, flops, peak, rss, load_before,
+                     max_steps=case.max_steps, mean_steps=float(case.max_steps), **extra)
     log(_row(record))
     return record
+
+
+def breadth_summary(records: list[dict[str, Any]]) -> str | None:
+    """One line on what breadth costs: the "solve with K samples" rows, each against the smallest K's."""
+    rows = sorted((r for r in records if "trajectories_per_puzzle" in r), key=lambda r: r["trajectories_per_puzzle"])
+    if not rows:
+        return None
+    first = rows[0]
+    parts = []
+    for r in rows:
+        part = (f"K={r['trajectories_per_puzzle']} {r['samples_per_s']:.3g} puzzles/s "
+                f"({r['rows_per_s']:.3g} rows/s")
+        if r is not first:
+            part += f", {first['samples_per_s'] / r['samples_per_s']:.1f}x the time per puzzle of K={first['trajectories_per_puzzle']}"
+        parts.append(part + ")")
+    puzzles, steps = first["batch_size"], first["max_steps"]
+    return (f"solve with K samples ({first['preset']}, {puzzles} puzzle{'s' if puzzles != 1 else ''}, {steps} "
+            f"step{'s' if steps != 1 else ''}, noise {first['noise_std']:g}, halting max): " + "; ".join(parts))
 
 
 def _demo_test(puzzles: int | None) -> dict[str, torch.Tensor]:
@@ -391,7 +433,8 @@ def _row(r: dict[str, Any]) -> str:
     memory = r["peak_rss_mb"] if r["peak_rss_mb"] is not None else r.get("peak_cuda_memory_mb")
     rss = "" if memory is None else f"{memory:.0f}"  # peak RSS on the CPU, peak allocated on a GPU
     load = "" if r["other_processes_cores"] is None else f"{r['other_processes_cores']:.2f}"
-    mode = r["mode"] + (f"/{r['max_steps']}" if r["mode"] == "solve-max" and "demo" not in r["preset"] else "")
+    mode = r["mode"] + (f"/{r['max_steps']}" if r["mode"].startswith("solve-max") and "demo" not in r["preset"]
+                        else "")
     return (f"{r['preset']:<26} {r['batch_size']:>5} {mode:<16} {r['dtype']:<5} {r['implementation']:<8} "
             f"{'yes' if r['compiled'] else 'no':<3} {r['seconds_median']:>7.3f} {r['cpu_seconds_median']:>7.2f} "
             f"{r['samples_per_s']:>9.2f} {speedup:>6} {r['gflops_per_s']:>8.0f} {100 * r['peak_fraction']:>5.1f}% "
@@ -405,8 +448,10 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
     for r in records:
         speedup = "" if r["speedup_vs_baseline"] is None else f"{r['speedup_vs_baseline']:.2f}×"
         mode = r["mode"]
-        if r.get("max_steps") and r["mode"] == "solve-max" and "demo" not in r["preset"]:
+        if r.get("max_steps") and r["mode"].startswith("solve-max") and "demo" not in r["preset"]:
             mode += f" ({r['max_steps']} steps)"
+        if "trajectories_per_puzzle" in r:
+            mode += f" (K = {r['trajectories_per_puzzle']}, noise {r['noise_std']:g}: {r['rows_per_s']:.2f} rows/s)"
         if "exact_accuracy" in r:
             mode += f" (exact {100 * r['exact_accuracy']:.1f}%, {r['mean_steps']:.2f} steps)"
         impl = r["implementation"] + (" compiled" if r["compiled"] else "")
@@ -506,6 +551,8 @@ def run_suite(plan: Plan, log=print) -> dict[str, Any]:
         records.extend(run_train_case(case, peak, log, device=plan.device))
     for case in plan.solve:
         records.append(run_solve_case(case, peak, log))
+    if (breadth := breadth_summary(records)) is not None:
+        log(breadth)
     if plan.demo and not plan.demo_train and not act_demo.demo_model_cached():
         log(f"ACT demo and slot-refill rows skipped: no cached demo model ({act_demo.demo_model_folder()}); "
             "--quick does not train it, a full `trm bench` run trains and caches it")

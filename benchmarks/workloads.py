@@ -103,13 +103,18 @@ def baseline_training_step(config: TRMConfig, batch_size: int, dtype: str, seed:
 
 
 def package_solve(model: TRMForGridReasoning, input_ids: torch.Tensor, dtype: str, halting: str,
-                  max_steps: int | None = None) -> Callable[[], object]:
-    """A closure running `model.solve` on `input_ids`; returns the TRMSolveOutput."""
+                  max_steps: int | None = None, samples: int = 1, noise_std: float = 0.0,
+                  seed: int = 0) -> Callable[[], object]:
+    """A closure running `model.solve` on `input_ids`; returns the TRMSolveOutput. `samples=K` runs K
+    noisy trajectories per puzzle (latent noise `noise_std`, drawn from a generator seeded with `seed`
+    afresh on every call, so that every call computes the same) and keeps one by the halting head."""
     model.eval()
 
     def run():
+        generator = torch.Generator(input_ids.device).manual_seed(seed) if noise_std > 0 else None
         with autocast_for(dtype, input_ids.device.type):
-            return model.solve(input_ids, halting=halting, max_steps=max_steps)
+            return model.solve(input_ids, halting=halting, max_steps=max_steps, samples=samples,
+                               noise_std=noise_std, generator=generator)
 
     return run
 

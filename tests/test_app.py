@@ -24,8 +24,10 @@ import torch
 from hub_fixtures import stop_process
 
 from modeling_trm import TRMForGridReasoning
-from modeling_trm.inference.app import (EXAMPLE_PUZZLES, PuzzleError, Refinement, answer_text, encode_puzzle, refine,
-                              steps_html, summary)
+from modeling_trm.inference.app import (EXAMPLE_PUZZLES, MAX_SAMPLES, PuzzleError, Refinement, SettingError,
+                                        Trajectories, answer_text, encode_puzzle, read_sampling, refine, steps_html,
+                                        summary, trajectories_html)
+from modeling_trm.modeling_trm import TRMSolveOutput, select_trajectories
 from tiny_models import tiny_config, tiny_model
 
 APP_SOURCE = Path(__file__).resolve().parents[1] / "modeling_trm" / "inference" / "app.py"
@@ -83,6 +85,69 @@ def test_step_panels_colour_cells_against_the_solution() -> None:
     assert answer_text(solution, config) == "1324\n4213\n3142\n2431"
     unchecked = Refinement(ids(QUESTION), [three_off], [0.5], None, "max")
     assert 'class="right"' not in steps_html(unchecked, config, 1) and "no solution" in summary(unchecked)
+
+
+def verifying_model() -> TRMForGridReasoning:
+    """The tiny model with a halting head that reads y, so that trajectories differ in q_halt (at
+    initialisation every q_halt logit is the bias, -5)."""
+    model = tiny_model().eval()
+    with torch.no_grad():
+        model.q_head.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    return model
+
+
+@pytest.mark.parametrize("selection", ["halt", "vote"])
+def test_thinking_harder_shows_every_trajectory_and_the_one_solve_chose(selection: str) -> None:
+    model, question, solution = verifying_model(), ids(QUESTION), ids(SOLUTION)
+    refinement = refine(model, question, solution, "max", samples=5, noise_std=0.3, selection=selection, seed=7)
+    solved = model.solve(torch.tensor([question]), halting="max", samples=5, noise_std=0.3, selection=selection,
+                         generator=torch.Generator().manual_seed(7), return_trajectory=True)
+    runs = refinement.trajectories
+    assert runs.chosen == int(solved.selected_sample[0])
+    assert runs.answers == solved.sample_predictions[0].tolist() and runs.steps == solved.sample_steps[0].tolist()
+    assert refinement.final == solved.predictions[0].tolist() == runs.answers[runs.chosen]
+    assert len(refinement.answers) == model.config.halt_max_steps  # the chosen trajectory's steps, as panels
+    page = trajectories_html(refinement, model.config)
+    assert re.findall(r'data-name="trajectory-(\d+)"', page) == ["0", "1", "2", "3", "4"]
+    assert re.findall(r'data-name="trajectory-(\d+)" class="chosen"', page) == [str(runs.chosen)]
+    assert len(re.findall(r'data-name="answer-[A-Z]+"', page)) == len(runs.groups()) <= 5
+    assert sorted(k for group in runs.groups() for k in group) == list(range(5))
+    text = summary(refinement)
+    assert "5 trajectories (noise σ = 0.3, seed 7)" in text and f"chose #{runs.chosen}, selection {selection}" in text
+    again = refine(model, question, solution, "max", samples=5, noise_std=0.3, selection=selection, seed=7)
+    assert trajectories_html(again, model.config) == page and summary(again) == text  # same seed, same page
+    plain = refine(model, question, solution, "max", samples=1, noise_std=0.3)  # K = 1: the plain solve
+    assert plain.trajectories is None and trajectories_html(plain, model.config) == ""
+    assert plain == refine(model, question, solution, "max")
+
+
+def test_the_reason_given_is_solves_selection_rule() -> None:
+    """A hand-made set of 5 trajectories: answers a, b, a, b, c; vote ties a and b, the higher q_halt wins."""
+    a, b, c = [2] * 16, [3] * 16, [4] * 16
+    q_halt = [0.0, 2.0, 1.0, -1.0, 3.0]
+    solved = TRMSolveOutput(predictions=torch.tensor([a, b, a, b, c]), q_halt_logits=torch.tensor(q_halt),
+                            steps=torch.tensor([4, 4, 3, 4, 2]))
+    by_halt = ("selection halt: its halting head was the most confident at its last step, P(halt) = 0.953 "
+               "(q = 3.00; next best 0.881)")
+    by_vote = ("selection vote: its answer was reached by 2 of 5 trajectories, the most (as many as 1 other answer: "
+               "the highest P(halt) breaks the tie); #1 has the highest P(halt) among them, 0.881")
+    for selection, chosen, reason in (("halt", 4, by_halt), ("vote", 1, by_vote)):
+        assert int(select_trajectories(solved, 5, selection).selected_sample[0]) == chosen
+        runs = Trajectories([a, b, a, b, c], q_halt, [4, 4, 3, 4, 2], chosen, selection, 0.3, 0)
+        assert runs.groups() == [[0, 2], [1, 3], [4]] and runs.reason() == reason
+
+
+def test_think_harder_settings_are_refused_with_a_message() -> None:
+    assert read_sampling(8.0, 0.3, 5.0) == (8, 0.3, 5) and read_sampling(1, 0, 0) == (1, 0.0, 0)
+    for fields, message in (((0, 0.3, 0), "trajectories K: expected a whole number from 1 to 256, got 0"),
+                            ((2.5, 0.3, 0), "trajectories K: .* got 2.5"),
+                            ((MAX_SAMPLES + 1, 0.3, 0), "trajectories K: .* got 257"),
+                            ((None, 0.3, 0), "trajectories K: .* got an empty box"),
+                            ((4, -0.1, 0), r"noise σ: expected a number >= 0, got -0.1"),
+                            ((4, float("nan"), 0), "noise σ: .* got nan"),
+                            ((4, 0.3, -1), r"seed: expected a whole number from 0 to 2\*\*63 - 1, got -1")):
+        with pytest.raises(SettingError, match=message):
+            read_sampling(*fields)
 
 
 def test_app_file_imports_only_what_a_space_installs() -> None:
@@ -177,6 +242,9 @@ def test_a_4x4_puzzle_is_solved_through_the_browser(browser_path, served_app, tm
             puzzle = page.locator("#trm-puzzle textarea")
             playwright_api.expect(puzzle).to_have_value(QUESTION)
             playwright_api.expect(page.locator("#trm-solution textarea")).to_have_value(SOLUTION)
+            page.get_by_text("Think harder: K noisy trajectories, one chosen").click()  # opened early: mounted by
+            samples = page.locator("#trm-samples-k input")  # the time it is filled, after the first solve (K = 1)
+            playwright_api.expect(samples).to_have_value("1")
             page.locator("#trm-solve").click()
             answer = page.locator("#trm-answer textarea")
             playwright_api.expect(answer).not_to_have_value("")
@@ -192,6 +260,18 @@ def test_a_4x4_puzzle_is_solved_through_the_browser(browser_path, served_app, tm
             puzzle.fill(QUESTION[:-1])  # one symbol short: the page names the problem
             page.locator("#trm-solve").click()
             playwright_api.expect(page.get_by_text("puzzle: expected 16 symbols (4x4 grid), got 15")).to_be_visible()
+
+            puzzle.fill(QUESTION)  # think harder: 3 trajectories (noise 0.3 and seed 0 as the page starts)
+            samples.fill("3")
+            page.locator("#trm-solve").click()
+            rows = page.locator("#trm-trajectories tr[data-name]")
+            playwright_api.expect(rows).to_have_count(3)
+            chosen_row = page.locator("#trm-trajectories tr.chosen").get_attribute("data-name")
+            harder_answer = answer.input_value()
+            samples.fill("0")
+            page.locator("#trm-solve").click()
+            playwright_api.expect(page.get_by_text("trajectories K: expected a whole number from 1 to 256, got 0")
+                                  ).to_be_visible()
         finally:
             browser.close()
 
@@ -202,3 +282,6 @@ def test_a_4x4_puzzle_is_solved_through_the_browser(browser_path, served_app, tm
     assert last_colours == (right_at_the_end, 16 - right_at_the_end)
     assert status.startswith(f"Final answer after {steps} supervision step")
     assert (tmp_path / "trm-app.png").stat().st_size > 10_000
+    harder = refine(model, ids(QUESTION), ids(SOLUTION), "act", samples=3, noise_std=0.3, selection="halt", seed=0)
+    assert chosen_row == f"trajectory-{harder.trajectories.chosen}"
+    assert harder_answer == answer_text(harder.final, model.config)

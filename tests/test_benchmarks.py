@@ -131,6 +131,44 @@ def test_train_case_records_have_the_fields_and_the_baseline_ratio(monkeypatch) 
 
     solve = bench.run_solve_case(bench.SolveCase("tiny", 2, "fp32", max_steps=2, repeats=1), _tiny_peak(), lines.append)
     assert solve["mode"] == "solve-max" and solve["flops"] == 2 * forward_step_flops(config, 2)
+    assert "trajectories_per_puzzle" not in solve and "rows_per_s" not in solve
+
+
+def test_solve_with_k_samples_rows_count_puzzles_and_rows(monkeypatch) -> None:
+    """The "solve with K samples" rows: K noisy trajectories per puzzle, puzzles/s and rows/s, FLOPs of every row."""
+    config = tiny_config(mixer="mlp_t", pos_encodings="none", num_puzzle_identifiers=1)
+    monkeypatch.setitem(bench.PRESETS, "tiny", "tiny")
+    monkeypatch.setattr(bench.TRMConfig, "from_preset", classmethod(lambda cls, name, **kw: config))
+    lines: list[str] = []
+    records = [bench.run_solve_case(bench.SolveCase("tiny", 2, "fp32", max_steps=2, repeats=1, samples=k,
+                                                    noise_std=0.3), _tiny_peak(), lines.append) for k in (1, 4)]
+    for record, k in zip(records, (1, 4)):
+        assert REQUIRED_FIELDS <= record.keys() and record["mode"] == f"solve-max-k{k}"
+        assert (record["trajectories_per_puzzle"], record["noise_std"]) == (k, 0.3)
+        assert record["flops"] == 2 * forward_step_flops(config, 2 * k)  # every trajectory is a row
+        assert record["samples_per_s"] == pytest.approx(2 / record["seconds_median"], rel=1e-2)  # puzzles/s
+        assert record["rows_per_s"] == pytest.approx(2 * k / record["seconds_median"], rel=1e-2)
+    assert lines[1].split()[2] == "solve-max-k4/2"
+    json.dumps(records)
+    summary = bench.breadth_summary(records)
+    assert summary.startswith("solve with K samples (tiny, 2 puzzles, 2 steps, noise 0.3, halting max): K=1 ")
+    assert "; K=4 " in summary and "x the time per puzzle of K=1" in summary
+    assert bench.breadth_summary([{"mode": "solve-max"}]) is None
+    assert "(K = 4, noise 0.3: " in bench.markdown_table(records)
+
+    solve = bench.package_solve(TRMForGridReasoning(config), random_batch(2), "fp32", "max", max_steps=2,
+                                samples=4, noise_std=0.3)
+    first, again = solve(), solve()  # a fresh generator per call: every timed call computes the same
+    assert first.sample_predictions.shape == (2, 4, 16) and torch.equal(first.sample_predictions,
+                                                                        again.sample_predictions)
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_plans_measure_solve_with_k_samples(quick: bool) -> None:
+    sampled = [case for case in bench.default_plan(quick).solve if case.samples > 1 or case.noise_std > 0]
+    assert {case.preset for case in sampled} == {"Sudoku-MLP"} and {case.noise_std for case in sampled} == {0.3}
+    assert [case.samples for case in sampled] == ([1, 8] if quick else [1, 8, 32])
+    assert len({(case.batch_size, case.max_steps) for case in sampled}) == 1  # the same puzzles for every K
 
 
 def test_targets_are_judged_from_the_records() -> None:
@@ -298,7 +336,8 @@ def test_quick_plan_fits_two_minutes_of_fp32_on_two_cores(bf16_units) -> None:
         total += training_step_flops(config, case.batch_size) * runs * (2 if case.baseline else 1)
     for case in plan.solve:
         config = TRMConfig.from_preset(bench.PRESETS[case.preset])
-        total += forward_step_flops(config, case.batch_size) * case.max_steps * (max(case.warmup, 1) + case.repeats)
+        total += (forward_step_flops(config, case.batch_size * case.samples) * case.max_steps
+                  * (max(case.warmup, 1) + case.repeats))
     assert total / (2 * 30e9) < 40, f"{total / 1e12:.2f} TFLOP: {total / 60e9:.0f} s at 60 GFLOP/s"
     assert plan.demo_puzzles is not None and plan.demo_puzzles <= 256 and plan.memory_batch is None
     assert not plan.demo_train and bench.default_plan(False).demo_train

@@ -5,6 +5,8 @@
 
 Each step's grid is coloured as in `trm visualize`'s refinement.png when the solution is known (green
 right, red wrong; clues grey in the question), with the halting probability sigmoid(q_halt) under it.
+"Think harder" runs K noisy trajectories of the puzzle (`solve(..., samples=K, noise_std=...)`, PTRM's
+test-time scaling), shows every trajectory's answer, and the steps of the one `solve` chose.
 This file is uploaded as a repo's `app.py`, so it imports only torch, transformers and gradio (the
 model's own code arrives through `trust_remote_code`), never the `modeling_trm` package.
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import html
+import inspect
+import math
 import os
 import sys
 import time
@@ -26,6 +30,9 @@ WRONG = "#f4a6a6"  # it does not
 GIVEN = "#e9ecef"  # a clue of the question
 PLAIN = "#ffffff"  # no solution to compare with
 SUDOKU_BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}  # grid size -> box (rows, cols) for the thick lines
+MAX_SAMPLES = 256  # the most trajectories one press may ask for, so that a shared Space stays responsive
+DEFAULT_NOISE_STD = 0.3  # PTRM's reported scale (arXiv:2605.19943); the best one depends on the model
+MAX_ANSWER_PANELS = 12  # distinct answers drawn as grids; the table below them lists every trajectory
 
 # (question, solution) pairs offered under the input box when they fit the model (same length and symbols).
 EXAMPLE_PUZZLES = [
@@ -40,11 +47,61 @@ PAGE_CSS = """
 .trm-step { text-align: center; font-size: 12px; }
 .trm-grid { border-collapse: collapse; margin: 4px auto; border: 2px solid #222; }
 .trm-grid td { width: 26px; height: 26px; padding: 0; text-align: center; font: 15px monospace; color: #111; }
+.trm-trajectories { border-collapse: collapse; margin-top: 8px; font-size: 13px; }
+.trm-trajectories th, .trm-trajectories td { padding: 2px 10px; text-align: right; border-bottom: 1px solid #ddd; }
+.trm-trajectories tr.chosen { font-weight: bold; background: #fff3bf; }
 """
 
 
 class PuzzleError(ValueError):
     """A pasted puzzle that does not fit the model (length or symbols); the message names the field."""
+
+
+class SettingError(ValueError):
+    """A "think harder" setting out of range (K, noise, seed); the message names the field."""
+
+
+@dataclass
+class Trajectories:
+    """The K noisy trajectories of one puzzle (`solve(..., samples=K)`), numbered k = 0..K-1 as `solve` does."""
+
+    answers: list[list[int]]  # (K, seq_len): each trajectory's final answer
+    q_halt_logits: list[float]  # (K,): each trajectory's q_halt logit at its last step (what "halt" compares)
+    steps: list[int]  # (K,): supervision steps each one ran
+    chosen: int  # solve's `selected_sample`
+    selection: str  # "halt" or "vote"
+    noise_std: float
+    seed: int
+
+    @property
+    def halt_probabilities(self) -> list[float]:
+        return [0.5 * (1 + math.tanh(q / 2)) for q in self.q_halt_logits]  # sigmoid, no overflow
+
+    def groups(self) -> list[list[int]]:
+        """The trajectories that reached each distinct answer, the most reached answer first (ties: the one
+        a lower-numbered trajectory reached)."""
+        by_answer: dict[tuple[int, ...], list[int]] = {}
+        for k, answer in enumerate(self.answers):
+            by_answer.setdefault(tuple(answer), []).append(k)
+        return sorted(by_answer.values(), key=lambda group: (-len(group), group[0]))
+
+    def reason(self) -> str:
+        """Why `solve` chose trajectory `chosen`, in the terms of its selection rule."""
+        k, count = self.chosen, len(self.answers)
+        p = self.halt_probabilities
+        if self.selection == "halt":
+            others = [p[j] for j in range(count) if j != k]
+            return (f"selection halt: its halting head was the most confident at its last step, P(halt) = "
+                    f"{p[k]:.3f} (q = {self.q_halt_logits[k]:.2f}; next best {max(others):.3f})")
+        groups = self.groups()
+        group = next(g for g in groups if k in g)
+        tied = sum(len(g) == len(group) for g in groups) - 1
+        text = f"selection vote: its answer was reached by {len(group)} of {count} trajectories, the most"
+        if tied:
+            text += f" (as many as {tied} other answer{'s' if tied > 1 else ''}: the highest P(halt) breaks the tie)"
+        if len(group) > 1 or tied:
+            text += f"; #{k} has the highest P(halt) among them, {p[k]:.3f}"
+        return text
 
 
 @dataclass
@@ -56,6 +113,7 @@ class Refinement:
     halt_probabilities: list[float]  # sigmoid(q_halt) after each step
     solution: list[int] | None
     halting: str
+    trajectories: Trajectories | None = None  # "think harder" (K > 1): all K; the steps above are the chosen one's
 
     @property
     def final(self) -> list[int]:
@@ -97,15 +155,57 @@ def encode_puzzle(text: str, config: Any, field: str = "puzzle") -> list[int]:
     return [ids[c] for c in text]
 
 
-def refine(model: Any, question: list[int], solution: list[int] | None = None, halting: str = "act") -> Refinement:
-    """Solve one puzzle and keep every step's answer (up to the step where ACT halted)."""
+def read_sampling(samples: Any, noise_std: Any, seed: Any) -> tuple[int, float, int]:
+    """The "think harder" fields as (K, noise, seed), or a SettingError naming the field (the page's
+    number boxes hand over floats, or None when emptied)."""
+    def shown(value: Any) -> str:
+        return "an empty box" if value is None else repr(value)
+
+    def whole(value: Any) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value != int(value):
+            return None
+        return int(value)
+
+    k = whole(samples)
+    if k is None or not 1 <= k <= MAX_SAMPLES:
+        raise SettingError(f"trajectories K: expected a whole number from 1 to {MAX_SAMPLES}, got {shown(samples)}")
+    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not math.isfinite(noise_std) \
+            or noise_std < 0:
+        raise SettingError(f"noise σ: expected a number >= 0, got {shown(noise_std)}")
+    chosen_seed = whole(seed)
+    if chosen_seed is None or not 0 <= chosen_seed < 2**63:
+        raise SettingError(f"seed: expected a whole number from 0 to 2**63 - 1, got {shown(seed)}")
+    return k, float(noise_std), chosen_seed
+
+
+def refine(model: Any, question: list[int], solution: list[int] | None = None, halting: str = "act",
+           samples: int = 1, noise_std: float = DEFAULT_NOISE_STD, selection: str = "halt",
+           seed: int = 0) -> Refinement:
+    """Solve one puzzle and keep every step's answer (up to the step where ACT halted).
+
+    `samples=K > 1` thinks harder: K trajectories, each with `noise_std` noise on its latent before
+    every step (a generator seeded with `seed`, so a seed gives the same trajectories), one chosen by
+    `selection`; the steps are the chosen trajectory's and `trajectories` holds all K. K = 1 is the
+    plain solve (no noise, whatever `noise_std` says)."""
     import torch
 
-    out = model.solve(torch.tensor([question]), halting=halting, return_trajectory=True)
+    if samples == 1:
+        out = model.solve(torch.tensor([question]), halting=halting, return_trajectory=True)
+        trajectories = None
+    else:
+        if "samples" not in inspect.signature(model.solve).parameters:
+            raise SettingError("trajectories K: this model's code predates `solve(samples=...)`; use K = 1")
+        out = model.solve(torch.tensor([question]), halting=halting, return_trajectory=True, samples=samples,
+                          noise_std=noise_std, selection=selection, generator=torch.Generator().manual_seed(seed))
+        trajectories = Trajectories(answers=out.sample_predictions[0].tolist(),
+                                    q_halt_logits=out.sample_q_halt_logits[0].float().tolist(),
+                                    steps=out.sample_steps[0].tolist(), chosen=int(out.selected_sample[0]),
+                                    selection=selection, noise_std=noise_std, seed=seed)
     steps = int(out.steps[0])
     return Refinement(question=list(question), answers=out.trajectory[0, :steps].tolist(),
                       halt_probabilities=torch.sigmoid(out.trajectory_q_halt_logits[0, :steps]).tolist(),
-                      solution=solution, halting=halting)
+                      solution=solution, halting=halting, trajectories=trajectories)
 
 
 def answer_text(tokens: list[int], config: Any) -> str:
@@ -163,11 +263,69 @@ def summary(refinement: Refinement) -> str:
     steps = len(refinement.answers)
     text = f"Final answer after {steps} supervision step{'s' if steps != 1 else ''} (halting: {refinement.halting})"
     if refinement.solution is None:
-        return text + "; no solution given to check it against."
-    wrong = refinement.wrong_cells(steps - 1)
-    if wrong == 0:
-        return text + ": solved, every cell right."
-    return text + f": {wrong} of {len(refinement.final)} cells wrong."
+        text += "; no solution given to check it against."
+    elif (wrong := refinement.wrong_cells(steps - 1)) == 0:
+        text += ": solved, every cell right."
+    else:
+        text += f": {wrong} of {len(refinement.final)} cells wrong."
+    runs = refinement.trajectories
+    if runs is None:
+        return text
+    distinct = len(runs.groups())
+    return (f"{text} Thought harder: {len(runs.answers)} trajectories (noise σ = {runs.noise_std:g}, seed "
+            f"{runs.seed}) reached {distinct} distinct answer{'s' if distinct != 1 else ''}; chose #{runs.chosen}, "
+            f"{runs.reason()}.")
+
+
+def answer_label(index: int) -> str:
+    """A, B, ..., Z, AA, AB, ...: the name of the index-th distinct answer."""
+    label = ""
+    index += 1
+    while index:
+        index, letter = divmod(index - 1, 26)
+        label = chr(ord("A") + letter) + label
+    return label
+
+
+def trajectories_html(refinement: Refinement, config: Any) -> str:
+    """Every distinct answer of the K trajectories as a grid (most reached first; coloured against the
+    solution when there is one), then one table row per trajectory: its answer, steps, P(halt), wrong
+    cells, and which one was chosen. Empty for a plain solve (K = 1)."""
+    runs = refinement.trajectories
+    if runs is None:
+        return ""
+    groups = runs.groups()
+    label = {k: answer_label(i) for i, group in enumerate(groups) for k in group}
+    solution = refinement.solution
+    wrong = [None if solution is None else sum(a != s for a, s in zip(answer, solution)) for answer in runs.answers]
+    probability = runs.halt_probabilities
+    panels = []
+    for i, group in enumerate(groups[:MAX_ANSWER_PANELS]):
+        answer = runs.answers[group[0]]
+        colours = [PLAIN] * len(answer) if solution is None else \
+            [CORRECT if a == s else WRONG for a, s in zip(answer, solution)]
+        chosen = " (chosen)" if runs.chosen in group else ""
+        shown = ", ".join(f"#{k}" for k in group[:8]) + (", ..." if len(group) > 8 else "")
+        verdict = "" if solution is None else f"<br>{wrong[group[0]]} wrong"
+        caption = (f"answer {answer_label(i)}{chosen}: {len(group)} of {len(runs.answers)}<br>{shown}<br>"
+                   f"best P(halt) = {max(probability[k] for k in group):.2f}{verdict}")
+        panels.append(grid_html(answer, colours, config, caption, f"answer-{answer_label(i)}"))
+    more = len(groups) - MAX_ANSWER_PANELS
+    note = f"<p>{more} more distinct answers, listed in the table.</p>" if more > 0 else ""
+    header = "<tr><th>trajectory</th><th>answer</th><th>steps</th><th>P(halt)</th><th>q_halt</th>" + \
+             ("" if solution is None else "<th>wrong cells</th>") + "<th></th></tr>"
+    rows = []
+    for k in range(len(runs.answers)):
+        mark = "chosen" if k == runs.chosen else ""
+        cells = [f"#{k}", label[k], str(runs.steps[k]), f"{probability[k]:.3f}", f"{runs.q_halt_logits[k]:.2f}"]
+        cells += [] if solution is None else [str(wrong[k])]
+        rows.append(f'<tr data-name="trajectory-{k}" class="{mark}">' +
+                    "".join(f"<td>{cell}</td>" for cell in cells + [mark]) + "</tr>")
+    heading = (f"<p><b>{len(runs.answers)} trajectories</b> (noise σ = {runs.noise_std:g}, seed {runs.seed}, "
+               f"selection {runs.selection}): {len(groups)} distinct answer{'s' if len(groups) != 1 else ''}. "
+               f"Chosen: #{runs.chosen}, answer {label[runs.chosen]}: {html.escape(runs.reason())}.</p>")
+    return (f'<div class="trm-samples" data-chosen="{runs.chosen}">{heading}<div class="trm-steps">{"".join(panels)}'
+            f'</div>{note}<table class="trm-trajectories">{header}{"".join(rows)}</table></div>')
 
 
 def fitting_examples(config: Any) -> list[list[str]]:
@@ -182,19 +340,22 @@ def build_demo(model: Any, title: str, step_delay: float = 0.3):
 
     config = model.config
 
-    def solve(puzzle: str, solution: str, halting: str):
+    def solve(puzzle: str, solution: str, halting: str, samples: Any, noise_std: Any, selection: str, seed: Any):
         try:
             question = encode_puzzle(puzzle, config, "puzzle")
             target = encode_puzzle(solution, config, "solution") if solution.strip() else None
-        except PuzzleError as error:
+            samples, noise_std, seed = read_sampling(samples, noise_std, seed)
+            refinement = refine(model, question, target, halting, samples, noise_std, selection, seed)
+        except (PuzzleError, SettingError) as error:
             raise gr.Error(str(error)) from None
-        refinement = refine(model, question, target, halting)
+        runs = refinement.trajectories
+        which = "" if runs is None else f" (trajectory #{runs.chosen}, the one chosen of {len(runs.answers)})"
         for shown in range(1, len(refinement.answers)):
-            progress = f"Refining: step {shown} of at most {config.default_solve_steps}"
-            yield steps_html(refinement, config, shown), "", progress
+            progress = f"Refining: step {shown} of at most {config.default_solve_steps}{which}"
+            yield steps_html(refinement, config, shown), "", progress, ""
             time.sleep(step_delay)
         yield (steps_html(refinement, config, len(refinement.answers)), answer_text(refinement.final, config),
-               summary(refinement))
+               summary(refinement), trajectories_html(refinement, config))
 
     rows, cols = config.grid_shape
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
@@ -207,6 +368,18 @@ def build_demo(model: Any, title: str, step_delay: float = 0.3):
                                   elem_id="trm-solution")
         halting = gr.Radio(["act", "max"], value="act", label="Halting: act stops once P(halt) > 0.5, "
                                                                 "max runs every step (the paper's protocol)")
+        with gr.Accordion("Think harder: K noisy trajectories, one chosen", open=False, elem_id="trm-think"):
+            gr.Markdown("Runs K trajectories of the puzzle, adding Gaussian noise of scale σ to each one's latent "
+                        "z before every supervision step (PTRM, arXiv:2605.19943), and keeps one: **halt** takes "
+                        "the trajectory whose halting head is the most confident at its last step, **vote** the "
+                        "answer most trajectories reached. The same seed gives the same trajectories. K = 1 is "
+                        "the plain solve (no noise).")
+            with gr.Row():
+                samples = gr.Number(1, label=f"Trajectories K (1 to {MAX_SAMPLES})", step=1,
+                                    elem_id="trm-samples-k")
+                noise_std = gr.Number(DEFAULT_NOISE_STD, label="Noise σ (>= 0)", step=0.05, elem_id="trm-noise")
+                selection = gr.Radio(["halt", "vote"], value="halt", label="Selection", elem_id="trm-selection")
+                seed = gr.Number(0, label="Seed", step=1, elem_id="trm-seed")
         button = gr.Button("Solve", variant="primary", elem_id="trm-solve")
         examples = fitting_examples(config)
         if examples:
@@ -214,7 +387,9 @@ def build_demo(model: Any, title: str, step_delay: float = 0.3):
         status = gr.Markdown(elem_id="trm-status")
         steps = gr.HTML(elem_id="trm-steps")
         answer = gr.Textbox(label="Final answer", lines=min(rows, 9), elem_id="trm-answer", interactive=False)
-        button.click(solve, inputs=[puzzle, solution, halting], outputs=[steps, answer, status])
+        trajectories = gr.HTML(elem_id="trm-trajectories")
+        button.click(solve, inputs=[puzzle, solution, halting, samples, noise_std, selection, seed],
+                     outputs=[steps, answer, status, trajectories])
     return demo
 
 
