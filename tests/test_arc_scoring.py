@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_trm.data.arc_augment import arc_grid_to_canvas
+from modeling_trm.data.arc_augment import (
+    arc_grid_to_canvas,
+    reference_identifier_to_augmentation,
+)
 from modeling_trm.inference.evaluation import _arc_metrics
 from modeling_trm.metrics.arc import (
     PASS_AT_K,
@@ -29,7 +32,6 @@ from modeling_trm.metrics.arc import (
     rank_arc_candidates,
     rank_arc_from_identifiers,
     read_reference_arc_files,
-    reference_identifier_to_augmentation,
     write_arc_submission,
 )
 

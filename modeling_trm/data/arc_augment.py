@@ -3,7 +3,8 @@
 Every augmented ARC task variant is named by the transform that made it, e.g. `"t3_p0921345678"`:
 dihedral transform 3 (rot270) and the colour map 0->0, 1->9, 2->2, ... . The name is all an
 evaluator needs to map a prediction back to the original task's frame, so it travels with each
-example from the builder to the voting in `modeling_trm.metrics.arc_pass_at_k`.
+example from the builder to the voting in `modeling_trm.metrics.arc`. The authors name the same
+variants `"<task>|||t<k>|||<d0..d9>"` in their identifiers.json; the two functions at the end map between them.
 
 Grids here are 2-D integer arrays of ARC colours 0..9. The model's canvas is 30x30 token ids:
 0 PAD, 1 EOS (the row below and the column right of the grid), colours 0..9 as ids 2..11.
@@ -18,8 +19,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..arc_canvas import (ARC_CANVAS_SIZE, ARC_COLOUR_OFFSET, ARC_EOS_TOKEN_ID, ARC_PAD_TOKEN_ID, NUM_COLOURS,
-                          arc_grid_to_canvas, as_colour_grid, as_grid, crop_arc_prediction)
+from ..arc_canvas import (
+    ARC_CANVAS_SIZE,
+    ARC_COLOUR_OFFSET,
+    ARC_EOS_TOKEN_ID,
+    ARC_PAD_TOKEN_ID,
+    NUM_COLOURS,
+    arc_grid_to_canvas,
+    as_colour_grid,
+    as_grid,
+    crop_arc_prediction,
+)
 
 # Index k of each name is the `k` of `dihedral_transform`.
 DIHEDRAL_NAMES: tuple[str, ...] = (
@@ -119,6 +129,41 @@ def invert_arc_augmentation(grid: np.ndarray, name: str) -> np.ndarray:
     return inverse_perm[inverse_dihedral_transform(array, k)]
 
 
+
+# The authors' identifier names (identifiers.json of their ARC builds): "<task>|||t<k>|||<d0..d9>".
+REFERENCE_ID_SEPARATOR = "|||"
+_REFERENCE_NAME_PATTERN = re.compile(r"t([0-7])\|\|\|([0-9]{10})")
+
+
+def reference_identifier_to_augmentation(name: str) -> tuple[str, str]:
+    """`(task id, augmentation name)` of one of the authors' identifier names.
+
+    `"<task>|||t<k>|||<d0..d9>"` is dihedral transform k after the colour map c -> d_c, the same
+    augmentation as our `"t<k>_p<d0..d9>"`; a name without `|||` is the task itself (identity).
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"identifier name must be a non-empty string, got {name!r}")
+    task, separator, augmentation = name.partition(REFERENCE_ID_SEPARATOR)
+    if not separator:
+        return name, IDENTITY_AUGMENTATION
+    match = _REFERENCE_NAME_PATTERN.fullmatch(augmentation)
+    if not task or match is None:
+        raise ValueError(f"malformed identifier name {name!r}: expected '<task>|||t<k>|||<10 digits>' with k in 0..7")
+    ours = f"t{match.group(1)}_p{match.group(2)}"
+    try:
+        parse_augmentation_name(ours)  # the digits must be a colour permutation keeping 0
+    except ValueError as error:
+        raise ValueError(f"malformed identifier name {name!r}: {error}") from None
+    return task, ours
+
+
+def augmentation_to_reference_identifier(task_id: str, augmentation: str) -> str:
+    """The authors' identifier name of a task variant; inverse of `reference_identifier_to_augmentation`."""
+    if augmentation == IDENTITY_AUGMENTATION:
+        return task_id
+    k, perm = parse_augmentation_name(augmentation)
+    return REFERENCE_ID_SEPARATOR.join((task_id, f"t{k}", "".join(str(int(c)) for c in perm)))
+
 __all__ = [
     "ARC_CANVAS_SIZE",
     "ARC_COLOUR_OFFSET",
@@ -127,7 +172,9 @@ __all__ = [
     "DIHEDRAL_NAMES",
     "IDENTITY_AUGMENTATION",
     "NUM_COLOURS",
+    "REFERENCE_ID_SEPARATOR",
     "apply_arc_augmentation",
+    "augmentation_to_reference_identifier",
     "arc_grid_to_canvas",
     "crop_arc_prediction",
     "dihedral_transform",
@@ -135,4 +182,5 @@ __all__ = [
     "invert_arc_augmentation",
     "make_augmentation_name",
     "parse_augmentation_name",
+    "reference_identifier_to_augmentation",
 ]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from ..data.arc_augment import (
-    IDENTITY_AUGMENTATION,
     crop_arc_prediction,
     invert_arc_augmentation,
+    reference_identifier_to_augmentation,
 )
 from ..data.atomic import write_text_atomically
 from .token_rows import IGNORE_LABEL_ID
@@ -49,11 +48,8 @@ PASS_AT_K = (1, 2, 5, 10, 100, 1000)
 SUBMISSION_ATTEMPTS = 2  # Kaggle scores two attempts per test input
 BLANK_IDENTIFIER_ID = 0  # the authors' padding id; rows carrying it cast no vote
 BLANK_IDENTIFIER_NAME = "<blank>"  # its name in identifiers.json (and any task id we give such rows)
-REFERENCE_ID_SEPARATOR = "|||"  # the authors' identifier names: "<task>|||t<k>|||<colour map>"
 
 ArcOutputKey = tuple[str, int]  # (task id, test-input index)
-
-_REFERENCE_AUGMENTATION = re.compile(r"t([0-7])\|\|\|([0-9]{10})")
 
 
 @dataclass
@@ -283,23 +279,6 @@ def read_reference_arc_files(data_dir: str | os.PathLike[str]) -> tuple[list[str
     if not isinstance(test_puzzles, dict):
         raise TypeError(f"{folder / 'test_puzzles.json'}: expected an object of tasks")
     return names, test_puzzles
-
-
-def reference_identifier_to_augmentation(name: str) -> tuple[str, str]:
-    """`(task id, arc_augment name)` of one of the authors' identifier names.
-
-    `"<task>|||t<k>|||<d0..d9>"` is dihedral transform k after the colour map c -> d_c, the same
-    augmentation as our `"t<k>_p<d0..d9>"`; a name without `|||` is the task itself (identity).
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"identifier name must be a non-empty string, got {name!r}")
-    task, separator, augmentation = name.partition(REFERENCE_ID_SEPARATOR)
-    if not separator:
-        return name, IDENTITY_AUGMENTATION
-    match = _REFERENCE_AUGMENTATION.fullmatch(augmentation)
-    if not task or match is None:
-        raise ValueError(f"malformed identifier name {name!r}: expected '<task>|||t<k>|||<10 digits>' with k in 0..7")
-    return task, f"t{match.group(1)}_p{match.group(2)}"
 
 
 def arc_references_from_test_puzzles(test_puzzles: Mapping[str, Any]) -> dict[ArcOutputKey, np.ndarray]:
