@@ -12,7 +12,8 @@
 
 Without `--csv-dir`, the CSV builders download the Hub dataset (needs the network). The paper's
 Sudoku set is `--subsample-size 1000 --num-aug 1000`; its maze set is `--dihedral` off (1000 mazes);
-its ARC set is `--num-aug 1000` (plus ConceptARC via `--extra`). Each command prints one summary
+its ARC sets are `--reference-compatible --num-aug 1000` from the Kaggle files
+(ARC-AGI-1: training evaluation concept; ARC-AGI-2: training2 evaluation2 concept). Each command prints one summary
 line; outputs appear only when complete. The work is `modeling_trm.data.build`, imported when a command runs.
 """
 
