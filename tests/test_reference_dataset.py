@@ -379,3 +379,99 @@ def test_cli_import_and_export(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["data", "import-reference", str(tmp_path / "nothing"), str(tmp_path / "x")]) == 1
     assert "not a folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- memory and files
+
+def _status_kib(key: str) -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(key + ":"))
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to its current RSS (Linux 4.0+); False where /proc does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        return False
+    return _status_kib("VmHWM") <= _status_kib("VmRSS") + 1024
+
+
+def write_large_arc_folder(root: Path, rows: int) -> int:
+    """An ARC-shaped folder of `rows` train rows (4 per puzzle, 8 puzzles per group); returns its bytes."""
+    rng = np.random.default_rng(0)
+    block = rng.integers(0, 12, size=(64, 900), dtype=np.uint8)
+    puzzles = rows // 4
+    names = ["<blank>"] + [f"t{p // 8:05d}" if p % 8 == 0 else f"t{p // 8:05d}|||t{p % 8}|||0123456789"
+                           for p in range(puzzles)]
+    for split, count in (("train", rows), ("test", 8)):
+        grid = np.tile(block, (count // 64 + 1, 1))[:count]
+        arrays = {"inputs": grid, "labels": grid[::-1].copy(),
+                  "puzzle_identifiers": np.arange(1, count // 4 + 1, dtype=np.int32),
+                  "puzzle_indices": np.arange(0, count + 1, 4, dtype=np.int32),
+                  "group_indices": np.append(np.arange(0, count // 4, 8), count // 4).astype(np.int32)}
+        write_split(root / split, arrays, split_info(arrays, 12, 900, len(names)))
+    (root / "identifiers.json").write_text(json.dumps(names))
+    (root / "test_puzzles.json").write_text("{}")
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+
+
+def test_import_peak_rss_does_not_grow_with_the_folder(tmp_path, monkeypatch):
+    """Regression: the import read the `.npy` files and a scratch Arrow copy memory-mapped, and every page read
+    stayed resident, so peak RSS grew with the folder (11.5 MiB per ARC augmentation, ~12 GB at ARC-AGI-1 x 1000).
+    Now it reads and writes with plain file calls and only a chunk is in memory at a time. Here 48k ARC rows
+    (82 MiB of `.npy`, 126 MiB of Arrow) in chunks of 1,024 rows: the import's own peak (VmHWM reset before it)
+    rose by 17 MiB; the memory-mapped import rose by 138 MiB."""
+    source = tmp_path / "big"
+    write_large_arc_folder(source, rows=48_000)
+    monkeypatch.setattr(reference_layout, "CHUNK_ROWS", 1024)
+    if not Path("/proc/self/clear_refs").exists() or not _reset_peak_rss():
+        pytest.skip("needs Linux /proc/self/clear_refs to measure a peak RSS")
+    before_kib = _status_kib("VmRSS")
+    dataset, _ = import_reference_dataset(source, tmp_path / "ours")
+    growth_mib = (_status_kib("VmHWM") - before_kib) / 1024
+    arrow_mib = sum(path.stat().st_size for path in (tmp_path / "ours").rglob("*.arrow")) / 2**20
+    assert dataset["train"].num_rows == 48_000 and arrow_mib > 120
+    assert growth_mib < 64, f"the import's peak RSS grew by {growth_mib:.0f} MiB while writing {arrow_mib:.0f} MiB"
+
+
+def test_split_writer_writes_what_save_to_disk_writes(tmp_path):
+    """`ArrowSplitWriter` (the import's streaming writer) against `DatasetDict.save_to_disk`: the same JSON files byte
+    for byte, the same rows; more shards once a shard passes `max_shard_size`; an empty split stays loadable."""
+    from datasets import DatasetDict, Value, load_from_disk
+
+    from modeling_trm.data.tables import (
+        ArrowSplitWriter,
+        dataset_from_columns,
+        grid_features,
+        write_dataset_dict_json,
+    )
+
+    features = grid_features(4, {"task_id": Value("string")})
+    rng = np.random.default_rng(0)
+    columns = {"input_ids": rng.integers(0, 12, (50, 4)), "labels": rng.integers(-100, 12, (50, 4)),
+               "puzzle_identifiers": np.arange(50), "task_id": [f"task{i % 7}" for i in range(50)]}
+    expected = DatasetDict({"train": dataset_from_columns(columns, features),
+                            "test": dataset_from_columns({k: v[:0] for k, v in columns.items()}, features)})
+    expected["train"].save_to_disk(str(tmp_path / "saved"))
+    ours = tmp_path / "ours"
+    for split, shard_size in (("train", 500), ("test", None)):  # 50 train rows of ~25 bytes: several shards
+        with ArrowSplitWriter(ours / split, features, max_shard_size=shard_size) as writer:
+            for start in range(0, expected[split].num_rows, 10):
+                writer.write(expected[split].data.table.slice(start, 10))
+            writer.finish(expected[split]._fingerprint)
+    write_dataset_dict_json(ours, ["train", "test"])
+    for name in ("state.json", "dataset_info.json"):
+        saved = (tmp_path / "saved" / name).read_text()
+        written = (ours / "train" / name).read_text()
+        if name == "state.json":  # the shard names differ: save_to_disk wrote one shard, the writer several
+            saved, written = json.loads(saved), json.loads(written)
+            names = [entry["filename"] for entry in written.pop("_data_files")]
+            assert len(names) > 1 and names == [f"data-{i:05d}-of-{len(names):05d}.arrow" for i in range(len(names))]
+            assert sorted(path.name for path in (ours / "train").glob("*.arrow")) == names
+            saved.pop("_data_files")
+        assert written == saved, name
+    loaded = load_from_disk(str(ours))
+    assert loaded["train"].data.table.equals(expected["train"].data.table)
+    assert loaded["test"].num_rows == 0 and loaded["test"].features == features

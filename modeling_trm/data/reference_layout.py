@@ -32,7 +32,10 @@ layout), one row per example:
 What the rows cannot hold (each file's `.npy` header, hence its dtype and numpy header padding; the
 exact `dataset.json`, `identifiers.json` and `test_puzzles.json` bytes; the set name; puzzles without
 rows) goes to `reference_layout/` inside our folder, so `export_reference_dataset` writes the
-authors' files back byte for byte. Arrays are read memory-mapped and converted in chunks.
+authors' files back byte for byte. Arrays are read and converted in chunks with plain file reads, and
+each chunk's rows go straight into the final Arrow shards (`tables.ArrowSplitWriter`); nothing is
+memory-mapped or read back, so the peak RSS does not grow with the folder (ARC-AGI-1 x 1000: see
+docs/data.md).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +54,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import Dataset, DatasetDict, DatasetInfo, Features, Value
-from datasets.table import MemoryMappedTable
+from datasets import Dataset, DatasetDict, Features, Value, load_from_disk
 
 from ..configuration_trm import ARC_SYMBOLS, MAZE_SYMBOLS, SUDOKU_SYMBOLS
 from .arc_augment import (
@@ -64,7 +67,13 @@ from .arc_augment import (
 from .atomic import atomic_directory, check_target
 from .errors import DataFormatError
 from .metadata import IGNORE_LABEL_ID, DatasetMetadata, load_trm_dataset
-from .tables import INPUT_DTYPE, LABEL_DTYPE, grid_features
+from .tables import (
+    INPUT_DTYPE,
+    LABEL_DTYPE,
+    ArrowSplitWriter,
+    grid_features,
+    write_dataset_dict_json,
+)
 
 REFERENCE_FOLDER = "reference_layout"  # inside our dataset folder: what the rows cannot hold
 LAYOUT_FILENAME = "layout.json"
@@ -117,10 +126,25 @@ class _NpyFile:
     dtype: np.dtype
     shape: tuple[int, ...]
 
-    def load(self, mmap: bool = False) -> np.ndarray:
-        if mmap and 0 not in self.shape:  # numpy cannot map a file without data
-            return np.load(self.path, mmap_mode="r")
+    def load(self) -> np.ndarray:
         return np.load(self.path)
+
+    def row_chunks(self, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, rows) of a 2-D array, `chunk_rows` rows at a time, read into one reused buffer.
+
+        Plain reads rather than `np.load(mmap_mode="r")`: every page of a mapping that is read stays in
+        the process's resident set until the mapping goes, so mapping a 6 GB file adds 6 GB to peak RSS.
+        """
+        rows, width = self.shape
+        buffer = np.empty((min(chunk_rows, rows), width), dtype=self.dtype)
+        with open(self.path, "rb") as stream:
+            stream.seek(len(self.header))
+            for start in range(0, rows, chunk_rows):
+                chunk = buffer[:min(chunk_rows, rows - start)]
+                if stream.readinto(chunk.reshape(-1).view(np.uint8)) != chunk.nbytes:
+                    raise DataFormatError(f"{self.path}: the file ended before row {start + len(chunk)} "
+                                          "(did it change while being read?)")
+                yield start, chunk
 
 
 def _read_npy_header(path: Path) -> _NpyFile:
@@ -339,12 +363,10 @@ def import_reference_dataset(
                               "splits": {}}
     hashes = {name: hashlib.sha256(raw).hexdigest() for name, raw in reference.root_files.items()}
     with atomic_directory(target, overwrite=overwrite) as staging:
-        scratch = staging / ".arrow-scratch"
-        scratch.mkdir()
-        splits = {}
+        num_rows = {}
         for split, data in reference.splits.items():
-            splits[split], file_hashes = _convert_split(data, reference.info("ignore_label_id"), names, features,
-                                                        scratch / f"{split}.arrow")
+            num_rows[split], file_hashes = _convert_split(data, reference.info("ignore_label_id"), names, features,
+                                                          staging / split)
             hashes.update({f"{split}/{data.files[name].path.name}": digest for name, digest in file_hashes.items()})
             hashes[f"{split}/{DATASET_JSON}"] = hashlib.sha256(data.dataset_json).hexdigest()
             layout["splits"][split] = _split_layout(data, file_hashes)
@@ -357,12 +379,11 @@ def import_reference_dataset(
             build_settings={"builder": "import-reference", "ignore_label_id": reference.info("ignore_label_id"),
                             "sets": {split: data.info["sets"] for split, data in reference.splits.items()}},
         )
-        dataset = DatasetDict(splits)
-        metadata.check_dataset(dataset)
-        metadata.num_rows = {split: splits[split].num_rows for split in SPLITS}
-        dataset.save_to_disk(str(staging))
-        del dataset, splits  # release the memory maps of the scratch files before deleting them
-        shutil.rmtree(scratch)
+        write_dataset_dict_json(staging, list(reference.splits))
+        written = load_from_disk(str(staging))  # maps the shards without reading them
+        metadata.check_dataset(written)
+        del written  # release the mappings before the folder is renamed
+        metadata.num_rows = num_rows
         metadata.save(staging)
         _write_reference_folder(staging / REFERENCE_FOLDER, reference, layout)
     return load_trm_dataset(target)
@@ -399,10 +420,9 @@ def _check_tokens(values: np.ndarray, allowed: range, extra: int | None, path: P
 
 def _convert_split(
     data: _ReferenceSplit, ignore_label_id: int | None, names: tuple[pa.Array, pa.Array] | None,
-    features: Features, arrow_path: Path,
-) -> tuple[Dataset, dict[str, str]]:
-    """Stream one split into an Arrow file, chunk by chunk; returns it memory-mapped and each file's sha256."""
-    inputs, labels = data.files["inputs"].load(mmap=True), data.files["labels"].load(mmap=True)
+    features: Features, folder: Path,
+) -> tuple[int, dict[str, str]]:
+    """Stream one split into our split folder `folder`, chunk by chunk; returns its rows and each file's sha256."""
     vocab = range(data.info["vocab_size"])
     row_puzzle = np.repeat(np.arange(data.num_puzzles, dtype=np.int32), np.diff(data.puzzle_indices))
     puzzle_group = np.repeat(np.arange(data.num_groups, dtype=np.int32), np.diff(data.group_indices))
@@ -411,10 +431,10 @@ def _convert_split(
         digests[name].update(np.ascontiguousarray(getattr(data, name)).tobytes())
     schema = features.arrow_schema
     seq_len = data.info["seq_len"]
-    with pa.OSFile(str(arrow_path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        for start in range(0, data.num_rows, CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, data.num_rows)
-            x, y = np.ascontiguousarray(inputs[start:stop]), np.ascontiguousarray(labels[start:stop])
+    chunks = zip(data.files["inputs"].row_chunks(CHUNK_ROWS), data.files["labels"].row_chunks(CHUNK_ROWS))
+    with ArrowSplitWriter(folder, features) as writer:
+        for (start, x), (_, y) in chunks:
+            stop = start + len(x)
             digests["inputs"].update(x)
             digests["labels"].update(y)
             _check_tokens(x, vocab, None, data.files["inputs"].path, start)
@@ -435,11 +455,10 @@ def _convert_split(
             }
             if names is not None:
                 columns["task_id"], columns["augmentation"] = (table.take(pa.array(ids)) for table in names)
-            writer.write_batch(pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema))
-    hashes = {name: digest.hexdigest() for name, digest in digests.items()}
-    fingerprint = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:32]
-    table = MemoryMappedTable.from_file(str(arrow_path))
-    return Dataset(table, info=DatasetInfo(features=features), fingerprint=fingerprint), hashes
+            writer.write(pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema))
+        hashes = {name: digest.hexdigest() for name, digest in digests.items()}
+        writer.finish(fingerprint=hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:32])
+    return writer.num_rows, hashes
 
 
 def _grid_array(grid: np.ndarray, width: int) -> pa.FixedSizeListArray:
