@@ -1,0 +1,76 @@
+"""The trained models shipped in `pretrained/` (issue 22 item 5): each loads as remote code and reproduces
+the accuracy stated for a fixed slice of its held-out set (`results_first100.json`, written by `trm eval
+--limit 100`; `results.json` states the whole set), regenerated here from the recorded settings.
+
+Accuracy is compared as a count of solved puzzles, allowed to differ by one: fp32 logits may differ in
+their last bits between CPU instruction sets (AVX2, AVX-512, AMX), which can flip one near-tied argmax.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModel
+
+from modeling_trm.data.build import build_generated_sudoku_dataset
+from modeling_trm.inference.evaluation import evaluate_model
+from modeling_trm.puzzle_text import render_answer
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
+FOLDERS = sorted(path for path in PRETRAINED.iterdir() if (path / "config.json").is_file()) \
+    if PRETRAINED.is_dir() else []
+REQUIRED_FILES = ("config.json", "model.safetensors", "configuration_trm.py", "modeling_trm.py", "pipeline_trm.py",
+                  "README.md", "results.json", "results_first100.json")
+
+
+def test_the_repository_ships_the_demo_model() -> None:
+    assert [path.name for path in FOLDERS] == ["trm-sudoku6-demo"]
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=[path.name for path in FOLDERS])
+def test_a_shipped_model_loads_as_remote_code_and_reproduces_its_stated_accuracy(folder: Path) -> None:
+    for name in REQUIRED_FILES:
+        assert (folder / name).is_file(), name
+    stated = json.loads((folder / "results_first100.json").read_text())
+    whole = json.loads((folder / "results.json").read_text())
+    source = stated["dataset"]["source"]
+    assert source == whole["dataset"]["source"] and stated["protocol"]["limit"] == 100
+    assert source["generator"] == "generate_sudoku_splits"
+    dataset, metadata = build_generated_sudoku_dataset(source["size"], source["num_train"], source["num_test"],
+                                                       source["seed"], num_blanks=source["num_blanks"],
+                                                       blank_range=source["blank_range"], progress=False)
+    model = AutoModel.from_pretrained(folder).eval()  # this package's code (registered for model_type "trm")
+    protocol = stated["protocol"]
+    results = evaluate_model(model, dataset[stated["dataset"]["split"]], metadata, halting=protocol["halting"],
+                             max_steps=protocol["max_steps"], limit=protocol["limit"], dtype="fp32", progress=False,
+                             run_act=False)
+    assert metadata.source["sha256"] == source["sha256"], "not the held-out set the file states"
+    count = results["dataset"]["num_examples"]
+    solved, stated_solved = (round(r["metrics"]["exact_accuracy"] * count) for r in (results, stated))
+    assert abs(solved - stated_solved) <= 1, (solved, stated_solved)
+
+    # the folder's own code, in a process without this package imported, gives the same answer through the
+    # pipeline as the README shows
+    row = dataset["test"][0]
+    question = render_answer(row["input_ids"], model.config)
+    expected = render_answer(model.solve(torch.tensor([row["input_ids"]]), halting="max").predictions[0].tolist(),
+                             model.config)
+    code = ("import json, sys; from transformers import pipeline; "
+            f"solver = pipeline(model={str(folder)!r}, trust_remote_code=True, device='cpu'); "
+            f"result = solver({question!r}, halting='max'); "
+            "print(json.dumps([type(solver.model).__module__, result['answer'], result['valid'], "
+            "'modeling_trm' in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    module, answer, valid, package_imported = json.loads(done.stdout.strip().splitlines()[-1])
+    assert module.startswith("transformers_modules") and not package_imported
+    assert answer == expected
+    # the README's puzzle: this model solves it (the label is the unique solution)
+    assert answer == render_answer(row["labels"], model.config) and valid is True
