@@ -74,3 +74,17 @@ def test_a_shipped_model_loads_as_remote_code_and_reproduces_its_stated_accuracy
     assert answer == expected
     # the README's puzzle: this model solves it (the label is the unique solution)
     assert answer == render_answer(row["labels"], model.config) and valid is True
+
+
+def test_remote_code_loaded_in_process_leaves_the_installed_classes_registered() -> None:
+    # pipeline(model=..., trust_remote_code=True) imports the folder's own modeling_trm.py; its registration
+    # must not take "trm" over from this package (trm eval's loader would then refuse the model class)
+    from transformers import AutoConfig, pipeline
+
+    from modeling_trm import TRMConfig, TRMForGridReasoning
+
+    folder = FOLDERS[0]
+    pipeline(model=str(folder), trust_remote_code=True, device="cpu")
+    assert any(name.startswith("transformers_modules") for name in sys.modules), "the remote code was imported"
+    assert type(AutoConfig.from_pretrained(folder)) is TRMConfig
+    assert type(AutoModel.from_pretrained(folder)) is TRMForGridReasoning

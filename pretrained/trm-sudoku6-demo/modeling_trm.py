@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.utils import ModelOutput
 
 from .configuration_trm import TRMConfig
@@ -1130,8 +1131,11 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         return sum(p.numel() for name, p in self.named_parameters() if not name.startswith(skip))
 
 
-AutoConfig.register("trm", TRMConfig, exist_ok=True)
-AutoModel.register(TRMConfig, TRMForGridReasoning, exist_ok=True)
+if "trm" not in CONFIG_MAPPING:
+    # The first copy keeps "trm": a checkpoint's remote code loaded later in the same process (pipeline(model=...,
+    # trust_remote_code=True)) must not swap the installed classes for its own under AutoConfig/AutoModel.
+    AutoConfig.register("trm", TRMConfig)
+    AutoModel.register(TRMConfig, TRMForGridReasoning)
 TRMConfig.register_for_auto_class()
 TRMForGridReasoning.register_for_auto_class("AutoModel")
 
