@@ -15,7 +15,7 @@ torch.set_num_threads(1)
 # Files whose tests take the longest (`--durations`): collected first, so that under xdist (`--dist loadfile`) a
 # worker starts each of them at once instead of leaving one worker alone with a long file at the end.
 LONGEST_FIRST = ("test_training_learns.py", "test_faults_kill.py", "test_faults_ddp.py", "test_faults_memory.py",
-                 "test_app.py", "test_ablation.py", "test_benchmarks.py", "test_faults_seed.py",
+                 "test_app.py", "test_pretrained.py", "test_ablation.py", "test_benchmarks.py", "test_faults_seed.py",
                  "test_trainer_ddp.py", "test_faults_publish.py", "test_publish.py", "test_faults_interrupted.py")
 
 
