@@ -418,6 +418,15 @@ def check_escalation_arguments(escalate: bool, escalate_after: int | None, sampl
                          "trajectories); solve the escalated puzzles again with samples=K to inspect them")
 
 
+def rows_per_step(puzzles: int, samples: int, slots: int | None, max_batch_rows: int | None) -> int:
+    """Rows (puzzles x samples; trajectory k of puzzle i is row i * samples + k) one supervision step of
+    `solve` computes: all of them for a plain solve, else at most `max_batch_rows` (default 4096 when
+    K > 1) and at most `slots` puzzles' worth."""
+    rows = puzzles * samples
+    limit = max_batch_rows or (_DEFAULT_MAX_BATCH_ROWS if samples > 1 else rows)
+    return min(rows, limit, rows if slots is None else slots * samples)
+
+
 class LatentNoise:
     """PTRM's exploration noise: z <- z + noise_std * eps, eps ~ N(0, I), before every supervision step.
 
@@ -953,9 +962,7 @@ class TRMForGridReasoning(TRMPreTrainedModel):
             if bool(invalid):
                 self.check_inputs(*given)
             return solved
-        rows = batch * samples  # trajectory k of puzzle i is row i * samples + k
-        limit = max_batch_rows or (_DEFAULT_MAX_BATCH_ROWS if samples > 1 else rows)
-        rows_at_once = min(rows, limit, rows if slots is None else slots * samples)
+        rows_at_once = rows_per_step(batch, samples, slots, max_batch_rows)
         if samples > 1:
             input_ids = input_ids.repeat_interleave(samples, 0)
             puzzle_identifiers = puzzle_identifiers.repeat_interleave(samples, 0)
@@ -980,9 +987,7 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         escalated = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
         selected = torch.zeros(batch, dtype=torch.long, device=input_ids.device)
         if unsure.numel():
-            rows = unsure.numel() * samples
-            rows_at_once = min(rows, max_batch_rows or _DEFAULT_MAX_BATCH_ROWS,
-                               rows if slots is None else slots * samples)
+            rows_at_once = rows_per_step(unsure.numel(), samples, slots, max_batch_rows)
             second = self._refine(input_ids[unsure].repeat_interleave(samples, 0),
                                   puzzle_identifiers[unsure].repeat_interleave(samples, 0), max_steps, halting,
                                   False, rows_at_once, LatentNoise(noise_std, generator))
