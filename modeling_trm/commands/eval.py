@@ -23,6 +23,24 @@ Every check (output path, dataset, model config) runs before the weights load or
 The JSON's protocol block records how the number was obtained (steps, halting, dtype, device, threads)."""
 
 
+def add_test_time_options(parser: argparse.ArgumentParser) -> None:
+    """`solve`'s test-time compute as options, shared by `trm eval` and `trm solve`."""
+    parser.add_argument("--samples", type=int, default=1,
+                        help="test-time breadth: K noisy trajectories per puzzle, one answer chosen (default 1: "
+                             "today's single deterministic run)")
+    parser.add_argument("--noise-std", type=float, default=0.0,
+                        help="std of the Gaussian noise added to the latent z before every supervision step "
+                             "(PTRM reports 0.3 with 100 samples and 64 steps)")
+    parser.add_argument("--selection", choices=SELECTION_RULES, default="halt",
+                        help="halt: the trajectory the halting head is surest of (PTRM); vote: the most common answer")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the noise (same seed, same answers)")
+    parser.add_argument("--escalate", action="store_true",
+                        help="adaptive compute: one trajectory under ACT first; only puzzles whose halting head is "
+                             "not confident after --escalate-after steps get the --samples noisy trajectories")
+    parser.add_argument("--escalate-after", dest="escalate_after", type=int, default=None,
+                        help="step budget of the first trajectory under --escalate (default: the model's)")
+
+
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     """Add `trm eval` to the `trm` parser."""
     parser = subparsers.add_parser(
@@ -40,20 +58,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
                         help="auto: bf16 autocast where the hardware has bf16 units, else fp32")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
-    parser.add_argument("--samples", type=int, default=1,
-                        help="test-time breadth: K noisy trajectories per puzzle, one answer chosen (default 1: "
-                             "today's single deterministic run)")
-    parser.add_argument("--noise-std", type=float, default=0.0,
-                        help="std of the Gaussian noise added to the latent z before every supervision step "
-                             "(PTRM reports 0.3 with 100 samples and 64 steps)")
-    parser.add_argument("--selection", choices=SELECTION_RULES, default="halt",
-                        help="halt: the trajectory the halting head is surest of (PTRM); vote: the most common answer")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the noise (same seed, same answers)")
-    parser.add_argument("--escalate", action="store_true",
-                        help="adaptive compute: one trajectory under ACT first; only puzzles whose halting head is "
-                             "not confident after --escalate-after steps get the --samples noisy trajectories")
-    parser.add_argument("--escalate-after", dest="escalate_after", type=int, default=None,
-                        help="step budget of the first trajectory under --escalate (default: the model's, 16)")
+    add_test_time_options(parser)
     parser.add_argument("--no-act", action="store_true", help="under --halting max, skip the ACT figures")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--out", type=Path, default=None,

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from ..puzzle_text import encode_puzzle, render_answer, symbol_lookup
 from ..threads import THREADS_HELP, apply_thread_choice
+from .eval import add_test_time_options
 
 CSV_HEADER = ("source", "question", "answer", "rating")
 
@@ -33,16 +34,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=256, help="puzzles solved at once (slots)")
     parser.add_argument("--grid", action="store_true", help="print each answer as a grid instead of one line")
-    parser.add_argument("--samples", type=int, default=1, help="test-time breadth: K noisy trajectories per puzzle")
-    parser.add_argument("--noise-std", type=float, default=0.0, help="std of the noise on the latent z per step")
-    parser.add_argument("--selection", choices=("halt", "vote"), default="halt",
-                        help="halt: the trajectory the halting head is surest of; vote: the most common answer")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the noise (same seed, same answers)")
-    parser.add_argument("--escalate", action="store_true",
-                        help="only puzzles whose halting head is not confident after --escalate-after steps of one "
-                             "trajectory get the --samples noisy ones")
-    parser.add_argument("--escalate-after", dest="escalate_after", type=int, default=None,
-                        help="step budget of the first trajectory under --escalate (default: the model's)")
+    add_test_time_options(parser)
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     parser.set_defaults(func=run_solve)
 
