@@ -46,6 +46,10 @@ def test_the_plan_covers_every_mode_cheapest_first() -> None:
         ("plain", 16, 1, None), ("depth", 64, 1, None),
         ("breadth", 16, 4, None), ("both", 64, 4, None), ("adaptive", 64, 4, 16),
         ("breadth", 16, 16, None), ("both", 64, 16, None), ("adaptive", 64, 16, 16)]
+    chosen = plan_points(16, [1, 4, 16, 64], [4, 16], modes=["adaptive"])
+    assert [(p.mode, p.samples) for p in chosen] == [("plain", 1), ("adaptive", 4), ("adaptive", 16)]
+    with pytest.raises(ValueError, match="modes must be some of"):
+        plan_points(16, [16], [4], modes=["deep"])
     with pytest.raises(ValueError, match="samples must be integers >= 2"):
         plan_points(16, [16], [1])
     with pytest.raises(ValueError, match="depths must be positive integers"):
@@ -56,12 +60,20 @@ def test_trm_scale_measures_every_point_and_resumes(sudoku_dir, model_dir, tmp_p
     out = tmp_path / "scale"
     argv = ["scale", str(model_dir), "--dataset", str(sudoku_dir), "--out", str(out), "--depths", "1", "4", "8",
             "--samples", "3", "--noise-std", "0.5", "--seed", "1", "--batch-size", "8", "--threads", "1"]
+    # some modes first (plus plain, the reference); the full sweep then adds only the missing points
+    assert main([*argv, "--modes", "adaptive"]) == 0
+    partial = json.loads((out / "scaling.json").read_text())
+    assert [row["key"] for row in partial["rows"]] == ["plain/steps=4/samples=1/after=None",
+                                                       "adaptive/steps=8/samples=3/after=4"]
+    capsys.readouterr()
     assert main(argv) == 0
+    assert capsys.readouterr().out.count("already measured") == 2
     record = json.loads((out / "scaling.json").read_text())
+    assert record["rows"][:2] == partial["rows"]
     rows = {row["key"]: row for row in record["rows"]}
-    assert list(rows) == ["plain/steps=4/samples=1/after=None", "depth/steps=1", "depth/steps=4", "depth/steps=8",
-                          "breadth/steps=4/samples=3/after=None", "both/steps=8/samples=3/after=None",
-                          "adaptive/steps=8/samples=3/after=4"]
+    assert list(rows) == ["plain/steps=4/samples=1/after=None", "adaptive/steps=8/samples=3/after=4",
+                          "depth/steps=1", "depth/steps=4", "depth/steps=8",
+                          "breadth/steps=4/samples=3/after=None", "both/steps=8/samples=3/after=None"]
     # the tiny model's default is 4 steps; depth rows cost d steps of 6 calls each, the plain run 4 of them
     assert [rows[f"depth/steps={d}"]["mean_network_calls"] for d in (1, 4, 8)] == [6.0, 24.0, 48.0]
     assert rows["plain/steps=4/samples=1/after=None"]["mean_network_calls"] == 4 * CALLS_PER_STEP
@@ -108,7 +120,8 @@ def test_bad_options_are_refused_before_the_weights_load(sudoku_dir, model_dir, 
                            (["--noise-std", "-1"], "noise_std must be a finite number >= 0"),
                            (["--noise-std", "0"], "--noise-std must be > 0"),
                            (["--depths", "0"], "depths must be positive integers"),
-                           (["--split", "validation"], "no split 'validation'")):
+                           (["--split", "validation"], "no split 'validation'"),
+                           (["--modes", "deep"], "modes must be some of")):
         assert main([*base, *flags]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "s").exists()

@@ -36,6 +36,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
                              "is also the depth of the 'both' and 'adaptive' points")
     parser.add_argument("--samples", type=int, nargs="+", default=None,
                         help="K values (>= 2) of the breadth, both and adaptive points (default 4 16)")
+    parser.add_argument("--modes", nargs="+", default=None, metavar="MODE",
+                        help="points to measure, some of plain depth breadth both adaptive (default all; plain "
+                             "is always measured); a rerun with more modes adds their points")
     parser.add_argument("--noise-std", dest="noise_std", type=float, default=None,
                         help="std of the noise on the latent z before every step (default 0.3, PTRM's)")
     parser.add_argument("--selection", choices=SELECTION_RULES, default="halt")
@@ -57,14 +60,16 @@ def run_scale_command(args: argparse.Namespace) -> int:
     import functools
 
     from ..data.metadata import load_trm_dataset
-    from ..experiments.scaling import DEFAULT_DEPTHS, DEFAULT_NOISE_STD, DEFAULT_SAMPLES, plan_points, run_scaling
+    from ..experiments.scaling import (DEFAULT_DEPTHS, DEFAULT_NOISE_STD, DEFAULT_SAMPLES, MODES, plan_points,
+                                       run_scaling)
     from ..inference.evaluation import check_compatibility, evaluate_model, load_model_for_eval, sampling_arguments
 
     depths = args.depths or list(DEFAULT_DEPTHS)
     samples = args.samples or list(DEFAULT_SAMPLES)
     noise_std = DEFAULT_NOISE_STD if args.noise_std is None else args.noise_std
+    modes = args.modes or list(MODES)
     try:
-        plan_points(16, depths, samples)
+        plan_points(16, depths, samples, modes)
         for k in samples:
             sampling_arguments(k, noise_std, args.selection, args.seed)
         if noise_std <= 0:
@@ -90,7 +95,7 @@ def run_scale_command(args: argparse.Namespace) -> int:
     settings = {"model": str(args.model), "dataset": str(args.dataset), "split": args.split, "limit": args.limit}
     try:
         run_scaling(evaluate, args.out, model.config.default_solve_steps, depths=depths, samples=samples,
-                    noise_std=noise_std, selection=args.selection, seed=args.seed, settings=settings)
+                    noise_std=noise_std, selection=args.selection, seed=args.seed, settings=settings, modes=modes)
     except ValueError as error:
         print(f"trm scale: error: {error}", file=sys.stderr)
         return 2

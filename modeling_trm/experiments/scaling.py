@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ PLOT_FILE = "scaling.png"
 DEFAULT_DEPTHS = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_SAMPLES = (4, 16)
 DEFAULT_NOISE_STD = 0.3
+MODES = ("plain", "depth", "breadth", "both", "adaptive")
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,17 @@ class ScalePoint:
         return f"{self.mode}/steps={self.max_steps}/samples={self.samples}/after={self.escalate_after}"
 
 
-def plan_points(default_steps: int, depths: Sequence[int], samples: Sequence[int]) -> list[ScalePoint]:
-    """The sweep, cheapest first: plain, one depth run, then breadth, both and adaptive per K."""
+def plan_points(default_steps: int, depths: Sequence[int], samples: Sequence[int],
+                modes: Sequence[str] = MODES) -> list[ScalePoint]:
+    """The sweep, cheapest first: plain, one depth run, then breadth, both and adaptive per K; only `modes`
+    (the plain point, every ratio's reference, is always measured)."""
     if not depths or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths):
         raise ValueError(f"depths must be positive integers, got {list(depths)}")
     if any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in samples):
         raise ValueError(f"samples must be integers >= 2 (K noisy trajectories), got {list(samples)}")
+    unknown = sorted(set(modes) - set(MODES))
+    if not modes or unknown:
+        raise ValueError(f"modes must be some of {list(MODES)}, got {list(modes)}")
     deepest = max(depths)
     points = [ScalePoint("plain", default_steps)]
     if deepest != default_steps or len(set(depths)) > 1:
@@ -61,7 +67,7 @@ def plan_points(default_steps: int, depths: Sequence[int], samples: Sequence[int
         if deepest != default_steps:
             points.append(ScalePoint("both", deepest, k))
         points.append(ScalePoint("adaptive", deepest, k, escalate_after=default_steps))
-    return points
+    return [point for point in points if point.mode == "plain" or point.mode in modes]
 
 
 def _rows_of(point: ScalePoint, results: dict[str, Any], depths: Sequence[int]) -> list[dict[str, Any]]:
@@ -87,10 +93,11 @@ def _rows_of(point: ScalePoint, results: dict[str, Any], depths: Sequence[int]) 
 def run_scaling(evaluate: Callable[..., dict[str, Any]], out_dir: str | os.PathLike, default_steps: int,
                 depths: Sequence[int] = DEFAULT_DEPTHS, samples: Sequence[int] = DEFAULT_SAMPLES,
                 noise_std: float = DEFAULT_NOISE_STD, selection: str = "halt", seed: int = 0,
-                settings: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+                settings: dict[str, Any] | None = None, log: Callable[[str], None] = print,
+                modes: Sequence[str] = MODES) -> dict[str, Any]:
     """Measure every point of the plan with `evaluate(**solve_options)` (an `evaluate_model` with the model,
     split and batch size bound) and write scaling.json / .md / .png under `out_dir`; resumes a sweep
-    whose settings match."""
+    whose settings match. `modes` is not a setting: a later run with more modes adds their points."""
     from ..data.atomic import write_text_atomically
 
     out = Path(out_dir)
@@ -106,7 +113,7 @@ def run_scaling(evaluate: Callable[..., dict[str, Any]], out_dir: str | os.PathL
                              f"pass another --out or --overwrite")
         record = previous
     done = set(record["points"])
-    for point in plan_points(default_steps, depths, samples):
+    for point in plan_points(default_steps, depths, samples, modes):
         if point.key() in done:
             log(f"[scale] {point.key()}: already measured")
             continue
@@ -188,5 +195,5 @@ def plot_scaling(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Pat
     return _save(fig, plt, path)
 
 
-__all__ = ["DEFAULT_DEPTHS", "DEFAULT_NOISE_STD", "DEFAULT_SAMPLES", "ScalePoint", "plan_points", "plot_scaling",
+__all__ = ["DEFAULT_DEPTHS", "DEFAULT_NOISE_STD", "DEFAULT_SAMPLES", "MODES", "ScalePoint", "plan_points", "plot_scaling",
            "run_scaling", "scaling_table"]
