@@ -4,6 +4,7 @@ the per-device batch and gradient accumulation, and leaves the last checkpoint a
 from __future__ import annotations
 
 import hashlib
+import json
 import resource
 import subprocess
 import sys
@@ -37,6 +38,11 @@ def file_digests(folder: Path) -> dict[str, str]:
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmPeak from Linux /proc")
 def test_a_batch_beyond_the_memory_limit_fails_with_advice_and_keeps_the_checkpoint(tmp_path) -> None:
     recipe = write_recipe(tmp_path / "recipe.json")
+    # 2,000 training puzzles instead of 40: the too-big batch draws 8 x 2M rows ahead, one seeded permutation per
+    # epoch, so a 40-row set meant 419k epochs (35 s of drawing before the allocation that fails)
+    settings = json.loads(recipe.read_text())
+    settings["data"]["args"]["num_train"] = 2000
+    recipe.write_text(json.dumps(settings))
     dataset = build_dataset(recipe, tmp_path / "dataset")
     limit = address_space_limit()
 
