@@ -11,6 +11,7 @@ from huggingface_hub import ModelCard
 from transformers import AutoModel
 
 from modeling_trm.commands import main
+from modeling_trm.dtypes import native_dtype
 from modeling_trm.experiments import demo as demo_module
 from modeling_trm.experiments.demo import run_demo
 from modeling_trm.inference.evaluation import resolve_dtype
@@ -108,9 +109,12 @@ def test_sudoku9_task_runs_its_recipe_with_a_plan_curriculum_and_rating_bands(tm
         "model": {"hidden_size": 32, "H_cycles": 1, "L_cycles": 1},
         "training": {"max_steps": 6, "eval_steps": 3, "curriculum_steps": 4, "curriculum_start_blanks": 4}})
     printed = capsys.readouterr().out
-    # the plan comes before any work: 6 steps, and the recipe's idle phase times (0.6 + 55.5 + 3.1 = 59.2 min)
+    # the plan comes before any work: 6 steps, and the recipe's idle phase times for the dtype this machine runs
+    # (bf16 units: 0.6 + 55.5 + 3.1 = 59.2 min; fp32: 225.4 min, test_the_plan_states_the_times_...)
     assert printed.index("[plan    ] recipe sudoku9-cpu: 6 training steps") < printed.index("[data")
-    assert "about 59.2 min in all (data ~0.6 min, train ~55.5 min, evaluate ~3.1 min)" in printed
+    times = ("about 59.2 min in all (data ~0.6 min, train ~55.5 min, evaluate ~3.1 min)" if native_dtype("cpu") == "bf16"
+             else "about 225.4 min in all (data ~1.2 min, train ~211 min, evaluate ~13.2 min)")
+    assert times in printed
     results = json.loads((out / "model" / "results.json").read_text())
     assert results["training"]["recipe"] == "sudoku9-cpu" and results["training"]["steps"] == 6
     bands = results["accuracy_by_rating"]
@@ -125,3 +129,15 @@ def test_recipes_without_phase_times_announce_no_plan() -> None:
     from modeling_trm.recipes_io import load_recipe
 
     assert demo_module.announce_plan(load_recipe("demo")) is None
+
+
+def test_the_plan_states_the_times_of_the_dtype_this_machine_runs() -> None:
+    from modeling_trm.recipes_io import load_recipe
+
+    recipe = load_recipe("sudoku9-cpu")
+    bf16, fp32 = (demo_module.announce_plan(recipe, dtype) for dtype in ("bf16", "fp32"))
+    assert "with bf16 units about 59.2 min in all (data ~0.6 min, train ~55.5 min, evaluate ~3.1 min)" in bf16
+    assert "without bf16 units (fp32) about 225.4 min in all (data ~1.2 min, train ~211 min, evaluate ~13.2 min)" \
+        in fp32
+    del recipe["demo"]["idle_minutes_fp32"]  # a recipe measured only with bf16 units says so on an fp32 machine
+    assert "(this one runs fp32: expect longer) about 59.2 min" in demo_module.announce_plan(recipe, "fp32")

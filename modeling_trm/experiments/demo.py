@@ -97,6 +97,7 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
     from ..data.build import build_from_recipe
     from ..data.generate_sudoku import generate_sudoku_splits
     from ..data.metadata import load_trm_dataset
+    from ..dtypes import native_dtype
     from ..modeling_trm import TRMForGridReasoning
     from ..recipes_io import load_recipe
     from ..training.recipe_run import train_from_recipe
@@ -123,7 +124,7 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
     start = time.time()
 
     size = int(recipe["data"]["args"]["size"])
-    plan = announce_plan(recipe)
+    plan = announce_plan(recipe, native_dtype("cuda" if torch.cuda.is_available() else "cpu"))
     if plan:
         print(plan, flush=True)
     build_from_recipe(recipe["data"], out / "data", progress=False)
@@ -201,15 +202,23 @@ def run_demo(output_dir: str = "trm-demo", minutes: float | None = None, size: i
     return results
 
 
-def announce_plan(recipe: dict[str, Any]) -> str | None:
-    """The recipe's expected phase times on an idle 2-core CPU (`demo.idle_minutes`), printed before any
-    work so a long demo says up front what it will cost; the [estimate] line later measures this machine."""
-    minutes = (recipe.get("demo") or {}).get("idle_minutes")
+def announce_plan(recipe: dict[str, Any], dtype: str = "bf16") -> str | None:
+    """The recipe's expected phase times on an idle 2-core CPU, printed before any work so a long demo says up
+    front what it will cost; the [estimate] line later measures this machine. `demo.idle_minutes` were measured
+    with bf16 units; on a CPU without them (`dtype` "fp32") `demo.idle_minutes_fp32` are used where the recipe
+    has them, since fp32 steps take several times longer there."""
+    demo = recipe.get("demo") or {}
+    minutes = demo.get("idle_minutes")
     if not minutes:
         return None
+    where = "an idle 2-core CPU with bf16 units"
+    if dtype == "fp32":
+        minutes = demo.get("idle_minutes_fp32") or minutes
+        where = ("an idle 2-core CPU without bf16 units (fp32)" if "idle_minutes_fp32" in demo
+                 else "an idle 2-core CPU with bf16 units (this one runs fp32: expect longer)")
     phases = ", ".join(f"{phase} ~{value:g} min" for phase, value in minutes.items())
-    return (f"[plan    ] recipe {recipe['name']}: {int(recipe['training']['max_steps']):,} training steps; on an idle "
-            f"2-core CPU about {sum(minutes.values()):g} min in all ({phases}); a busy machine takes longer")
+    return (f"[plan    ] recipe {recipe['name']}: {int(recipe['training']['max_steps']):,} training steps; on "
+            f"{where} about {sum(minutes.values()):g} min in all ({phases}); a busy machine takes longer")
 
 
 def write_results_and_card(model_dir: Path, results: dict[str, Any], recipe: dict[str, Any]) -> None:
