@@ -56,7 +56,7 @@ def test_the_plan_covers_every_mode_cheapest_first() -> None:
         plan_points(16, [0, 4], [4])
 
 
-def test_trm_scale_measures_every_point_and_resumes(sudoku_dir, model_dir, tmp_path, capsys) -> None:
+def test_trm_scale_measures_every_point_and_resumes(sudoku_dir, model_dir, tmp_path, capsys, monkeypatch) -> None:
     out = tmp_path / "scale"
     argv = ["scale", str(model_dir), "--dataset", str(sudoku_dir), "--out", str(out), "--depths", "1", "4", "8",
             "--samples", "3", "--noise-std", "0.5", "--seed", "1", "--batch-size", "8", "--threads", "1"]
@@ -102,8 +102,11 @@ def test_trm_scale_measures_every_point_and_resumes(sudoku_dir, model_dir, tmp_p
     assert "| adaptive | 8 | 3 |" in table and "| plain | 4 | 1 |" in table
     assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # a rerun measures nothing again; other settings in the same folder are refused
+    # a rerun measures nothing again (nor loads the weights); other settings in the same folder are refused
     capsys.readouterr()
+    import modeling_trm.inference.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "load_model_for_eval", lambda *a, **k: pytest.fail("weights loaded"))
     assert main(argv) == 0
     assert capsys.readouterr().out.count("already measured") == 5  # every point of the plan
     assert json.loads((out / "scaling.json").read_text()) == record
@@ -140,8 +143,28 @@ def test_run_scaling_records_each_point_before_the_next(tmp_path) -> None:
                 "wall_time_s": 1.0, "accuracy_by_steps": {"1": 0.25, "2": 0.5}}
 
     with pytest.raises(KeyboardInterrupt):
-        run_scaling(evaluate, tmp_path, default_steps=2, depths=[1, 2], samples=[4], log=lambda line: None)
+        run_scaling(evaluate, tmp_path, default_steps=2, depths=[1, 2, 4], samples=[4], log=lambda line: None)
     record = json.loads((tmp_path / "scaling.json").read_text())
     assert record["points"] == ["plain/steps=2/samples=1/after=None"]
     assert calls[0] == {"max_steps": 2, "halting": "max"}
-    assert calls[1] == {"max_steps": 2, "halting": "max", "step_budgets": [1, 2]}  # the depth run
+    assert calls[1] == {"max_steps": 4, "halting": "max", "step_budgets": [1, 2, 4]}  # the depth run
+
+
+def test_a_depth_sweep_no_deeper_than_the_default_is_read_off_the_plain_run(tmp_path) -> None:
+    calls = []
+
+    def evaluate(**options):
+        calls.append(options)
+        return {"metrics": {"exact_accuracy": 0.5}, "compute": {"mean_network_calls": 12.0, "mean_total_steps": 2.0,
+                                                                 "network_calls_per_step": 6,
+                                                                 "escalated_fraction": 0.0},
+                "wall_time_s": 1.0, "accuracy_by_steps": {"1": 0.25, "2": 0.5}}
+
+    record = run_scaling(evaluate, tmp_path, default_steps=2, depths=[1, 2], samples=[4], modes=["depth"],
+                         log=lambda line: None)
+    assert calls == [{"max_steps": 2, "halting": "max", "step_budgets": [1, 2]}]  # one run, not two
+    assert [(row["key"], row["exact_accuracy"]) for row in record["rows"]] == [
+        ("plain/steps=2/samples=1/after=None", 0.5), ("depth/steps=1", 0.25), ("depth/steps=2", 0.5)]
+    assert record["points"] == ["plain/steps=2/samples=1/after=None", "depth/steps=2/samples=1/after=None"]
+    assert run_scaling(evaluate, tmp_path, default_steps=2, depths=[1, 2], samples=[4], modes=["depth"],
+                       log=lambda line: None) == record and len(calls) == 1  # resumed: nothing to measure

@@ -113,7 +113,10 @@ def run_scaling(evaluate: Callable[..., dict[str, Any]], out_dir: str | os.PathL
                              f"pass another --out or --overwrite")
         record = previous
     done = set(record["points"])
-    for point in plan_points(default_steps, depths, samples, modes):
+    plan = plan_points(default_steps, depths, samples, modes)
+    # a depth sweep no deeper than the default steps is the plain run itself: read it off that run
+    shared_depth = next((p for p in plan if p.mode == "depth" and p.max_steps == default_steps), None)
+    for point in plan:
         if point.key() in done:
             log(f"[scale] {point.key()}: already measured")
             continue
@@ -122,12 +125,16 @@ def run_scaling(evaluate: Callable[..., dict[str, Any]], out_dir: str | os.PathL
             options.update(samples=point.samples, noise_std=noise_std, selection=selection, seed=seed)
         if point.escalate_after is not None:
             options.update(escalate=True, escalate_after=point.escalate_after)
-        if point.mode == "depth":
+        measured = [point]
+        if point.mode == "plain" and shared_depth is not None and shared_depth.key() not in done:
+            measured.append(shared_depth)
+        if any(p.mode == "depth" for p in measured):
             options["step_budgets"] = sorted(set(depths))
         results = evaluate(**options)
-        rows = _rows_of(point, results, depths)
+        rows = [row for p in measured for row in _rows_of(p, results, depths)]
         record["rows"].extend(rows)
-        record["points"].append(point.key())
+        record["points"].extend(p.key() for p in measured)
+        done.update(p.key() for p in measured)
         write_text_atomically(path, json.dumps(record, indent=1, allow_nan=False) + "\n")
         for row in rows:
             log(f"[scale] {row['key']}: {row['exact_accuracy']:.1%} exact, "
