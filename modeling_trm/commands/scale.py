@@ -57,6 +57,8 @@ def run_scale_command(args: argparse.Namespace) -> int:
         print(f"trm scale: error: --threads must be positive, got {args.threads}", file=sys.stderr)
         return 2
     apply_thread_choice(args.threads)
+    import functools
+
     from ..data.metadata import load_trm_dataset
     from ..experiments.scaling import (DEFAULT_DEPTHS, DEFAULT_NOISE_STD, DEFAULT_SAMPLES, MODES, plan_points,
                                        run_scaling)
@@ -86,12 +88,11 @@ def run_scale_command(args: argparse.Namespace) -> int:
         return 2
     if args.overwrite and args.out.exists():
         shutil.rmtree(args.out)
-    loaded: list = []
+    # the weights load at the first point still to measure, once: a finished sweep reruns without them
+    model = functools.cache(lambda: load_model_for_eval(args.model, args.device))
 
-    def evaluate(**options):  # the weights load at the first point still to measure: a finished sweep reruns free
-        if not loaded:
-            loaded.append(load_model_for_eval(args.model, args.device))
-        return evaluate_model(loaded[0], dataset_dict[args.split], metadata, batch_size=args.batch_size,
+    def evaluate(**options):
+        return evaluate_model(model(), dataset_dict[args.split], metadata, batch_size=args.batch_size,
                               limit=args.limit, dtype=args.dtype, progress=False, run_act=False,
                               dataset_path=args.dataset, split=args.split, **options)
 

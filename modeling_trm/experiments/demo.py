@@ -212,10 +212,10 @@ def announce_plan(recipe: dict[str, Any], dtype: str = "bf16") -> str | None:
     if not minutes:
         return None
     where = "an idle 2-core CPU with bf16 units"
-    if dtype == "fp32":
-        minutes = demo.get("idle_minutes_fp32") or minutes
-        where = ("an idle 2-core CPU without bf16 units (fp32)" if "idle_minutes_fp32" in demo
-                 else "an idle 2-core CPU with bf16 units (this one runs fp32: expect longer)")
+    if dtype == "fp32" and demo.get("idle_minutes_fp32"):
+        minutes, where = demo["idle_minutes_fp32"], "an idle 2-core CPU without bf16 units (fp32)"
+    elif dtype == "fp32":
+        where += " (this one runs fp32: expect longer)"
     phases = ", ".join(f"{phase} ~{value:g} min" for phase, value in minutes.items())
     return (f"[plan    ] recipe {recipe['name']}: {int(recipe['training']['max_steps']):,} training steps; on "
             f"{where} about {sum(minutes.values()):g} min in all ({phases}); a busy machine takes longer")
