@@ -19,8 +19,9 @@ a shortest S-to-G maze path). `halting="act"` (default: stop once q_halt > 0) or
 (PTRM, see `solve`): `samples=K` noisy trajectories per puzzle with `noise_std=`, one kept by
 `selection="halt"` (highest final q_halt logit) or `"vote"`, and `seed=` (an int) for the noise: each
 batch draws from a generator seeded with it, so a call with the same inputs, seed and batch size gives
-the same answers. `escalate=True` (with `escalate_after=` steps) gives the K trajectories only to puzzles
-whose halting head is not confident after one; each result then says `escalated` and `total_steps`.
+the same answers. `escalate=True` (with `escalate_after=` steps and `escalate_confidence=`, a halting
+probability, default 0.5) gives the K trajectories only to puzzles whose halting head is not confident
+after one; each result then says `escalated` and `total_steps`.
 
 On CPU the first call picks torch's thread count as the `trm` commands do (`threads.py`: the CPUs this
 process may use and other processes leave idle), unless the user set it (`torch.set_num_threads`,
@@ -90,18 +91,21 @@ class GridReasoningPipeline(Pipeline):
 
     def _sanitize_parameters(self, halting: str | None = None, max_steps: int | None = None, samples: int | None = None,
                              noise_std: float | None = None, selection: str | None = None, seed: int | None = None,
-                             escalate: bool | None = None, escalate_after: int | None = None, **unknown: Any):
+                             escalate: bool | None = None, escalate_after: int | None = None,
+                             escalate_confidence: float | None = None, **unknown: Any):
         if unknown:
             raise ValueError(f"unknown grid-reasoning parameters {sorted(unknown)}; it takes halting, max_steps, "
-                             "samples, noise_std, selection, seed, escalate, escalate_after, batch_size and device")
+                             "samples, noise_std, selection, seed, escalate, escalate_after, "
+                             "escalate_confidence, batch_size and device")
         # test-time scaling (`solve`'s PTRM sampling), checked here so a bad value fails before any compute
         forward: dict[str, Any] = {key: value for key, value in (
             ("samples", samples), ("noise_std", noise_std), ("selection", selection), ("escalate", escalate),
-            ("escalate_after", escalate_after)) if value is not None}
+            ("escalate_after", escalate_after), ("escalate_confidence", escalate_confidence)) if value is not None}
         check_sampling_arguments(forward.get("samples", 1), forward.get("noise_std", 0.0),
                                  forward.get("selection", "halt"), generator=None, max_batch_rows=None)
         check_escalation_arguments(forward.get("escalate", False), forward.get("escalate_after"),
-                                   forward.get("samples", 1), forward.get("noise_std", 0.0), return_trajectory=False)
+                                   forward.get("samples", 1), forward.get("noise_std", 0.0), return_trajectory=False,
+                                   escalate_confidence=forward.get("escalate_confidence"))
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
                 raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")

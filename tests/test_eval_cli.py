@@ -102,7 +102,7 @@ def test_trm_eval_writes_every_field_of_the_schema(sudoku_dir, model_dir, tmp_pa
                                    "dtype": resolve_dtype("auto", torch.device("cpu")), "device": "cpu",
                                    "torch_threads": torch.get_num_threads(), "limit": None, "slot_refill": False,
                                    "samples": 1, "noise_std": 0.0, "selection": "halt", "seed": None,
-                                   "escalate": False, "escalate_after": None}
+                                   "escalate": False, "escalate_after": None, "escalate_confidence": None}
     metrics = results["metrics"]
     assert set(metrics) == {"exact_accuracy", "token_accuracy", "blank_accuracy", "valid_solution_accuracy"}
     assert all(0.0 <= value <= 1.0 for value in metrics.values())
@@ -438,13 +438,17 @@ def test_trm_eval_with_noisy_samples_is_reproducible_and_recorded(sudoku_dir, mo
     assert json.loads(plain.read_text())["protocol"]["samples"] == 1
 
 
-def test_trm_eval_escalates_only_unconfident_puzzles_and_reports_their_cost(sudoku_dir, model_dir, tmp_path) -> None:
+@pytest.mark.parametrize("confidence", [None, 0.7])
+def test_trm_eval_escalates_only_unconfident_puzzles_and_reports_their_cost(confidence, sudoku_dir, model_dir,
+                                                                           tmp_path) -> None:
     out = tmp_path / "escalated.json"
+    threshold = [] if confidence is None else ["--escalate-confidence", str(confidence)]
     assert run_cli("--model", str(model_dir), "--dataset", str(sudoku_dir), "--batch-size", "8", "--no-progress",
                    "--samples", "3", "--noise-std", "0.5", "--seed", "7", "--max-steps", "6", "--escalate",
-                   "--escalate-after", "2", "--out", str(out)) == 0
+                   "--escalate-after", "2", *threshold, "--out", str(out)) == 0
     results = json.loads(out.read_text())
     assert results["protocol"]["escalate"] is True and results["protocol"]["escalate_after"] == 2
+    assert results["protocol"]["escalate_confidence"] == (0.5 if confidence is None else confidence)
     # the same solve by hand: which puzzles escalated, what they cost, how many are right
     split, _ = load_trm_dataset(sudoku_dir)
     model = TRMForGridReasoning.from_pretrained(model_dir).eval()
@@ -452,7 +456,7 @@ def test_trm_eval_escalates_only_unconfident_puzzles_and_reports_their_cost(sudo
     ids = torch.tensor(test["input_ids"])
     solved = model.solve(ids, torch.tensor(test["puzzle_identifiers"]), max_steps=6, halting="max", samples=3,
                          noise_std=0.5, selection="halt", generator=torch.Generator().manual_seed(7), escalate=True,
-                         escalate_after=2)
+                         escalate_after=2, escalate_confidence=confidence)
     labels = torch.tensor(test["labels"])
     right = ((solved.predictions == labels) | (labels == -100)).all(1).float().mean().item()
     assert results["metrics"]["exact_accuracy"] == pytest.approx(right)
@@ -466,7 +470,10 @@ def test_trm_eval_escalates_only_unconfident_puzzles_and_reports_their_cost(sudo
 
 @pytest.mark.parametrize("flags, named", [(["--samples", "0"], "samples"), (["--noise-std", "-0.1"], "noise_std"),
                                           (["--seed", "-1"], "seed"), (["--escalate"], "escalate"),
-                                          (["--escalate-after", "3"], "escalate_after")])
+                                          (["--escalate-after", "3"], "escalate_after"),
+                                          (["--escalate", "--samples", "4", "--noise-std", "0.3",
+                                            "--escalate-confidence", "1.5"], "escalate_confidence"),
+                                          (["--escalate-confidence", "0.9"], "escalate_confidence")])
 def test_trm_eval_refuses_bad_sampling_options_before_loading(flags, named, sudoku_dir, model_dir, tmp_path, capsys,
                                                               no_compute, monkeypatch) -> None:
     import modeling_trm.inference.evaluation as evaluation

@@ -48,6 +48,13 @@ def test_the_plan_covers_every_mode_cheapest_first() -> None:
         ("breadth", 16, 16, None), ("both", 64, 16, None), ("adaptive", 64, 16, 16)]
     chosen = plan_points(16, [1, 4, 16, 64], [4, 16], modes=["adaptive"])
     assert [(p.mode, p.samples) for p in chosen] == [("plain", 1), ("adaptive", 4), ("adaptive", 16)]
+    stricter = plan_points(16, [16, 64], [4], modes=["adaptive"], confidences=[None, 0.9, 0.9])
+    assert [(p.mode, p.escalate_confidence, p.key()) for p in stricter] == [
+        ("plain", None, "plain/steps=16/samples=1/after=None"),
+        ("adaptive", None, "adaptive/steps=64/samples=4/after=16"),
+        ("adaptive", 0.9, "adaptive/steps=64/samples=4/after=16/confidence=0.9")]
+    with pytest.raises(ValueError, match="escalation confidences must be halting probabilities"):
+        plan_points(16, [16], [4], confidences=[1.0])
     with pytest.raises(ValueError, match="modes must be some of"):
         plan_points(16, [16], [4], modes=["deep"])
     with pytest.raises(ValueError, match="samples must be integers >= 2"):
@@ -113,6 +120,17 @@ def test_trm_scale_measures_every_point_and_resumes(sudoku_dir, model_dir, tmp_p
     assert main([*argv[:-2], "--threads", "1", "--seed", "2"]) == 2
     assert "holds a sweep with other settings" in capsys.readouterr().err
 
+    # a stricter escalation threshold adds its own adaptive point, equal to a direct evaluation
+    monkeypatch.undo()
+    assert main([*argv, "--modes", "adaptive", "--escalate-confidence", "0.9"]) == 0
+    strict = json.loads((out / "scaling.json").read_text())["rows"][-1]
+    assert strict["key"] == "adaptive/steps=8/samples=3/after=4/confidence=0.9"
+    direct = evaluate_model(model, split["test"], metadata, batch_size=8, progress=False, max_steps=8, samples=3,
+                            noise_std=0.5, seed=1, escalate=True, escalate_after=4, escalate_confidence=0.9)
+    assert strict["exact_accuracy"] == direct["metrics"]["exact_accuracy"]
+    assert strict["escalated_fraction"] == direct["compute"]["escalated_fraction"] > row["escalated_fraction"]
+    assert "| adaptive (P(halt) > 0.9) | 8 | 3 |" in (out / "scaling.md").read_text()
+
 
 def test_bad_options_are_refused_before_the_weights_load(sudoku_dir, model_dir, tmp_path, capsys, monkeypatch) -> None:
     import modeling_trm.inference.evaluation as evaluation
@@ -124,7 +142,8 @@ def test_bad_options_are_refused_before_the_weights_load(sudoku_dir, model_dir, 
                            (["--noise-std", "0"], "--noise-std must be > 0"),
                            (["--depths", "0"], "depths must be positive integers"),
                            (["--split", "validation"], "no split 'validation'"),
-                           (["--modes", "deep"], "modes must be some of")):
+                           (["--modes", "deep"], "modes must be some of"),
+                           (["--escalate-confidence", "1.5"], "escalation confidences must be halting")):
         assert main([*base, *flags]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "s").exists()

@@ -71,3 +71,12 @@ def test_trm_solve_with_noisy_samples_equals_the_library_call(tmp_path, capsys) 
     assert printed == [render_answer(row, model.config, False) for row in expected]
     assert main(["solve", str(tmp_path / "model"), str(puzzle_file), "--noise-std", "-1"]) == 2
     assert "noise_std" in capsys.readouterr().err
+    # adaptive escalation with a stricter confidence threshold: the same answers as the library call
+    assert main(["solve", str(tmp_path / "model"), str(puzzle_file), "--samples", "3", "--noise-std", "0.3",
+                 "--seed", "3", "--escalate", "--escalate-after", "2", "--escalate-confidence", "0.8"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line]
+    expected = model.solve(ids, halting="act", samples=3, noise_std=0.3, generator=torch.Generator().manual_seed(3),
+                           escalate=True, escalate_after=2, escalate_confidence=0.8).predictions.tolist()
+    assert printed == [render_answer(row, model.config, False) for row in expected]
+    assert main(["solve", str(tmp_path / "model"), str(puzzle_file), "--escalate-confidence", "0.8"]) == 2
+    assert "pass escalate=True as well" in capsys.readouterr().err

@@ -283,6 +283,44 @@ def test_escalation_sends_only_the_unconfident_puzzles_to_k_trajectories(puzzles
     torch.testing.assert_close(again.q_halt_logits, out.q_halt_logits, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("confidence", [0.52, 0.6, 0.9])  # 4, 2 and 0 of the 6 puzzles confident
+def test_escalation_confidence_keeps_only_answers_the_halting_head_is_surer_of(puzzles, confidence) -> None:
+    ids, pids = puzzles
+    model = varied_halting_model()
+    budget, depth, k = 4, 8, 3
+    # the first round, read off one noise-free run of `budget` steps: a puzzle is confident at its first step
+    # whose halting probability exceeds the threshold, and stops there
+    run = model.solve(ids, pids, max_steps=budget, halting="max", return_trajectory=True)
+    above = torch.sigmoid(run.trajectory_q_halt_logits) > confidence
+    confident = above.any(1)
+    out = model.solve(ids, pids, max_steps=depth, halting="act", samples=k, noise_std=SIGMA, generator=seeded(4),
+                      escalate=True, escalate_after=budget, escalate_confidence=confidence)
+    assert torch.equal(out.escalated, ~confident)
+    first = above.int().argmax(1)  # index of the first confident step
+    rows = confident.nonzero().squeeze(1)
+    assert torch.equal(out.steps[rows], (first[rows] + 1).int())
+    assert torch.equal(out.total_steps[rows], (first[rows] + 1).int())
+    assert torch.equal(out.predictions[rows], run.trajectory[rows, first[rows]])
+    unsure = ~confident
+    alone = model.solve(ids[unsure], pids[unsure], max_steps=depth, halting="act", samples=k, noise_std=SIGMA,
+                        generator=seeded(4))
+    assert torch.equal(out.predictions[unsure], alone.predictions)
+    assert torch.equal(out.total_steps[unsure], budget + alone.sample_steps.sum(1))
+
+
+def test_escalation_confidence_one_half_is_the_act_rule(puzzles) -> None:
+    ids, pids = puzzles
+    model = varied_halting_model()
+    arguments = dict(max_steps=8, halting="act", samples=3, noise_std=SIGMA, escalate=True, escalate_after=4)
+    default = model.solve(ids, pids, generator=seeded(4), **arguments)
+    half = model.solve(ids, pids, generator=seeded(4), escalate_confidence=0.5, **arguments)
+    for name in ("predictions", "steps", "q_halt_logits", "total_steps", "escalated", "selected_sample"):
+        assert torch.equal(getattr(half, name), getattr(default, name)), name
+    # a stricter threshold escalates a superset of the puzzles
+    strict = model.solve(ids, pids, generator=seeded(4), escalate_confidence=0.95, **arguments)
+    assert bool((strict.escalated | ~default.escalated).all()) and strict.escalated.sum() > default.escalated.sum()
+
+
 def test_escalation_with_every_puzzle_confident_runs_no_second_round() -> None:
     model = always_halting_model()
     ids = random_batch(4, seed=0)
@@ -305,8 +343,17 @@ def test_pipeline_and_generate_take_the_escalation() -> None:
         assert result["escalated"] == bool(want.escalated[0]) and result["total_steps"] == int(want.total_steps[0])
         assert result["answer"] == render_answer(want.predictions[0].tolist(), model.config)
         assert torch.equal(model.generate(ids, halting="act", generator=seeded(5), **arguments), want.predictions)
+    # a stricter threshold reaches the model through the pipeline (and is checked there before any compute)
+    strict = solver(questions, seed=5, escalate_confidence=0.9, **arguments)
+    for question, result in zip(questions, strict):
+        ids = torch.tensor([[lookup[c] for c in question]])
+        want = model.solve(ids, halting="act", generator=seeded(5), escalate_confidence=0.9, **arguments)
+        assert result["escalated"] == bool(want.escalated[0]) and result["total_steps"] == int(want.total_steps[0])
+    assert sum(result["escalated"] for result in strict) > 2
     with pytest.raises(ValueError, match="needs samples >= 2 and noise_std > 0"):
         solver(questions, escalate=True)
+    with pytest.raises(ValueError, match="escalate_confidence must be a halting probability"):
+        solver(questions, escalate_confidence=2.0, **arguments)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -317,6 +364,10 @@ def test_pipeline_and_generate_take_the_escalation() -> None:
     (dict(escalate=True, samples=4, noise_std=0.3, escalate_after=0), "escalate_after must be a positive integer"),
     (dict(samples=4, noise_std=0.3, escalate_after=3), "pass escalate=True as well"),
     (dict(escalate=True, samples=4, noise_std=0.3, return_trajectory=True), "return_trajectory is not available"),
+    (dict(escalate=True, samples=4, noise_std=0.3, escalate_confidence=1.0), "escalate_confidence must be a halting"),
+    (dict(escalate=True, samples=4, noise_std=0.3, escalate_confidence=0), "escalate_confidence must be a halting"),
+    (dict(escalate=True, samples=4, noise_std=0.3, escalate_confidence="high"), "escalate_confidence must be"),
+    (dict(samples=4, noise_std=0.3, escalate_confidence=0.9), "pass escalate=True as well"),
 ])
 def test_bad_escalation_arguments_are_refused_before_any_compute(puzzles, kwargs, message) -> None:
     ids, pids = puzzles

@@ -39,6 +39,9 @@ def add_test_time_options(parser: argparse.ArgumentParser) -> None:
                              "not confident after --escalate-after steps get the --samples noisy trajectories")
     parser.add_argument("--escalate-after", dest="escalate_after", type=int, default=None,
                         help="step budget of the first trajectory under --escalate (default: the model's)")
+    parser.add_argument("--escalate-confidence", dest="escalate_confidence", type=float, default=None,
+                        help="under --escalate, the halting probability a first answer must exceed to be kept "
+                             "(default 0.5, the ACT rule; higher escalates more puzzles)")
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -89,7 +92,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, limit=args.limit, dtype=args.dtype, device=args.device,
             run_act=not args.no_act, progress=not args.no_progress, overwrite=args.overwrite,
             samples=args.samples, noise_std=args.noise_std, selection=args.selection, seed=args.seed,
-            escalate=args.escalate, escalate_after=args.escalate_after)
+            escalate=args.escalate, escalate_after=args.escalate_after,
+            escalate_confidence=args.escalate_confidence)
     except (ValueError, OSError) as error:
         print(f"trm eval: error: {error}", file=sys.stderr)
         return 2

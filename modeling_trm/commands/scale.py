@@ -39,6 +39,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--modes", nargs="+", default=None, metavar="MODE",
                         help="points to measure, some of plain depth breadth both adaptive (default all; plain "
                              "is always measured); a rerun with more modes adds their points")
+    parser.add_argument("--escalate-confidence", dest="escalate_confidence", type=float, nargs="+", default=None,
+                        metavar="P", help="halting probabilities a first answer must exceed to be kept: one adaptive "
+                                          "point per value (default 0.5, the ACT rule)")
     parser.add_argument("--noise-std", dest="noise_std", type=float, default=None,
                         help="std of the noise on the latent z before every step (default 0.3, PTRM's)")
     parser.add_argument("--selection", choices=SELECTION_RULES, default="halt")
@@ -68,8 +71,9 @@ def run_scale_command(args: argparse.Namespace) -> int:
     samples = args.samples or list(DEFAULT_SAMPLES)
     noise_std = DEFAULT_NOISE_STD if args.noise_std is None else args.noise_std
     modes = args.modes or list(MODES)
+    confidences = args.escalate_confidence or [None]
     try:
-        plan_points(16, depths, samples, modes)
+        plan_points(16, depths, samples, modes, confidences)
         for k in samples:
             sampling_arguments(k, noise_std, args.selection, args.seed)
         if noise_std <= 0:
@@ -99,7 +103,8 @@ def run_scale_command(args: argparse.Namespace) -> int:
     settings = {"model": str(args.model), "dataset": str(args.dataset), "split": args.split, "limit": args.limit}
     try:
         run_scaling(evaluate, args.out, config.default_solve_steps, depths=depths, samples=samples,
-                    noise_std=noise_std, selection=args.selection, seed=args.seed, settings=settings, modes=modes)
+                    noise_std=noise_std, selection=args.selection, seed=args.seed, settings=settings, modes=modes,
+                    confidences=confidences)
     except ValueError as error:
         print(f"trm scale: error: {error}", file=sys.stderr)
         return 2

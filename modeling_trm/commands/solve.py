@@ -93,7 +93,7 @@ def run_solve(args: argparse.Namespace) -> int:
     from ..inference.evaluation import sampling_arguments
 
     sampling = sampling_arguments(args.samples, args.noise_std, args.selection, args.seed, args.escalate,
-                                  args.escalate_after) or {}
+                                  args.escalate_after, args.escalate_confidence) or {}
 
     from transformers import AutoConfig
 

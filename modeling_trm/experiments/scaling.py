@@ -9,7 +9,8 @@ knob buys accuracy where:
 - depth: one trajectory, more supervision steps (read off one run of the deepest budget);
 - breadth: K noisy trajectories of the default steps;
 - both: K noisy trajectories of the deepest budget;
-- adaptive: one trajectory under ACT first, K deep noisy ones only for unconfident puzzles.
+- adaptive: one trajectory under ACT first, K deep noisy ones only for unconfident puzzles (those whose
+  halting probability stayed at or below a confidence threshold: 0.5, the ACT rule, or the ones asked for).
 
 Each point is appended to `scaling.json` as soon as it is measured (atomically), so an interrupted
 sweep resumes where it stopped; `scaling.md` and `scaling.png` are drawn from the file at the end.
@@ -42,15 +43,19 @@ class ScalePoint:
     max_steps: int
     samples: int = 1
     escalate_after: int | None = None
+    escalate_confidence: float | None = None  # adaptive: None is the ACT rule, P(halt) > 0.5
 
     def key(self) -> str:
-        return f"{self.mode}/steps={self.max_steps}/samples={self.samples}/after={self.escalate_after}"
+        key = f"{self.mode}/steps={self.max_steps}/samples={self.samples}/after={self.escalate_after}"
+        return key if self.escalate_confidence is None else f"{key}/confidence={self.escalate_confidence}"
 
 
 def plan_points(default_steps: int, depths: Sequence[int], samples: Sequence[int],
-                modes: Sequence[str] = MODES) -> list[ScalePoint]:
-    """The sweep, cheapest first: plain, one depth run, then breadth, both and adaptive per K; only `modes`
-    (the plain point, every ratio's reference, is always measured)."""
+                modes: Sequence[str] = MODES,
+                confidences: Sequence[float | None] = (None,)) -> list[ScalePoint]:
+    """The sweep, cheapest first: plain, one depth run, then breadth, both and adaptive per K (one adaptive
+    point per confidence threshold); only `modes` (the plain point, every ratio's reference, is always
+    measured)."""
     if not depths or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths):
         raise ValueError(f"depths must be positive integers, got {list(depths)}")
     if any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in samples):
@@ -58,6 +63,8 @@ def plan_points(default_steps: int, depths: Sequence[int], samples: Sequence[int
     unknown = sorted(set(modes) - set(MODES))
     if not modes or unknown:
         raise ValueError(f"modes must be some of {list(MODES)}, got {list(modes)}")
+    if not confidences or any(c is not None and (isinstance(c, bool) or not 0 < c < 1) for c in confidences):
+        raise ValueError(f"escalation confidences must be halting probabilities in (0, 1), got {list(confidences)}")
     deepest = max(depths)
     points = [ScalePoint("plain", default_steps)]
     if deepest != default_steps or len(set(depths)) > 1:
@@ -66,7 +73,8 @@ def plan_points(default_steps: int, depths: Sequence[int], samples: Sequence[int
         points.append(ScalePoint("breadth", default_steps, k))
         if deepest != default_steps:
             points.append(ScalePoint("both", deepest, k))
-        points.append(ScalePoint("adaptive", deepest, k, escalate_after=default_steps))
+        points.extend(ScalePoint("adaptive", deepest, k, escalate_after=default_steps, escalate_confidence=c)
+                      for c in dict.fromkeys(confidences))
     return [point for point in points if point.mode == "plain" or point.mode in modes]
 
 
@@ -75,7 +83,7 @@ def _rows_of(point: ScalePoint, results: dict[str, Any], depths: Sequence[int]) 
     compute = results["compute"]
     by_rating = {band: row["exact_accuracy"] for band, row in (results.get("accuracy_by_rating") or {}).items()}
     common = {"samples": point.samples, "escalate_after": point.escalate_after,
-              "escalated_fraction": compute["escalated_fraction"]}
+              "escalate_confidence": point.escalate_confidence, "escalated_fraction": compute["escalated_fraction"]}
     if point.mode != "depth":
         return [{"key": point.key(), "mode": point.mode, "max_steps": point.max_steps, **common,
                  "exact_accuracy": results["metrics"]["exact_accuracy"],
@@ -94,10 +102,11 @@ def run_scaling(evaluate: Callable[..., dict[str, Any]], out_dir: str | os.PathL
                 depths: Sequence[int] = DEFAULT_DEPTHS, samples: Sequence[int] = DEFAULT_SAMPLES,
                 noise_std: float = DEFAULT_NOISE_STD, selection: str = "halt", seed: int = 0,
                 settings: dict[str, Any] | None = None, log: Callable[[str], None] = print,
-                modes: Sequence[str] = MODES) -> dict[str, Any]:
+                modes: Sequence[str] = MODES, confidences: Sequence[float | None] = (None,)) -> dict[str, Any]:
     """Measure every point of the plan with `evaluate(**solve_options)` (an `evaluate_model` with the model,
     split and batch size bound) and write scaling.json / .md / .png under `out_dir`; resumes a sweep
-    whose settings match. `modes` is not a setting: a later run with more modes adds their points."""
+    whose settings match. `modes` and `confidences` are not settings: a later run with more of them adds
+    their points."""
     from ..data.atomic import write_text_atomically
 
     out = Path(out_dir)
@@ -113,7 +122,7 @@ def run_scaling(evaluate: Callable[..., dict[str, Any]], out_dir: str | os.PathL
                              f"pass another --out or --overwrite")
         record = previous
     done = set(record["points"])
-    plan = plan_points(default_steps, depths, samples, modes)
+    plan = plan_points(default_steps, depths, samples, modes, confidences)
     # a depth sweep no deeper than the default steps is the plain run itself: read it off that run
     shared_depth = next((p for p in plan if p.mode == "depth" and p.max_steps == default_steps), None)
     for point in plan:
@@ -124,7 +133,8 @@ def run_scaling(evaluate: Callable[..., dict[str, Any]], out_dir: str | os.PathL
         if point.samples > 1:
             options.update(samples=point.samples, noise_std=noise_std, selection=selection, seed=seed)
         if point.escalate_after is not None:
-            options.update(escalate=True, escalate_after=point.escalate_after)
+            options.update(escalate=True, escalate_after=point.escalate_after,
+                           escalate_confidence=point.escalate_confidence)
         measured = [point]
         if point.mode == "plain" and shared_depth is not None and shared_depth.key() not in done:
             measured.append(shared_depth)
@@ -165,13 +175,18 @@ def scaling_table(record: dict[str, Any]) -> str:
         wall_ratio = (row["wall_time_s"] / plain["wall_time_s"]
                       if plain and row["wall_time_s"] is not None and plain["wall_time_s"] else None)
         lines.append(
-            f"| {row['mode']} | {row['max_steps']} | {row['samples']} | {row['exact_accuracy']:.1%} | "
+            f"| {_mode_label(row)} | {row['max_steps']} | {row['samples']} | {row['exact_accuracy']:.1%} | "
             f"{row['mean_network_calls']:.0f} | {_ratio(calls_ratio)} | "
             f"{row['escalated_fraction']:.1%} | "
             f"{'' if row['wall_time_s'] is None else format(row['wall_time_s'], '.1f')} | {_ratio(wall_ratio)} |"
             + "".join(f" {row['accuracy_by_rating'][band]:.1%} |" if band in row["accuracy_by_rating"] else " |"
                       for band in bands))
     return "\n".join(lines)
+
+
+def _mode_label(row: dict[str, Any]) -> str:
+    confidence = row.get("escalate_confidence")
+    return row["mode"] if confidence is None else f"{row['mode']} (P(halt) > {confidence})"
 
 
 def _ratio(value: float | None) -> str:

@@ -259,7 +259,8 @@ def _check_arguments(halting: str, max_steps: int, batch_size: int, limit: int |
 
 
 def sampling_arguments(samples: int, noise_std: float, selection: str, seed: int, escalate: bool = False,
-                       escalate_after: int | None = None) -> dict[str, Any] | None:
+                       escalate_after: int | None = None,
+                       escalate_confidence: float | None = None) -> dict[str, Any] | None:
     """The `solve` keywords of a K-sample run (None for today's single deterministic trajectory), checked
     before any compute; the generator is seeded once, so a rerun of the same split gives the same answers."""
     from ..modeling_trm import check_escalation_arguments, check_sampling_arguments
@@ -268,12 +269,13 @@ def sampling_arguments(samples: int, noise_std: float, selection: str, seed: int
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     generator = torch.Generator().manual_seed(seed)
     check_sampling_arguments(samples, noise_std, selection, generator, None)
-    check_escalation_arguments(escalate, escalate_after, samples, noise_std, return_trajectory=False)
+    check_escalation_arguments(escalate, escalate_after, samples, noise_std, return_trajectory=False,
+                               escalate_confidence=escalate_confidence)
     if samples == 1 and noise_std == 0:
         return None
     arguments = {"samples": samples, "noise_std": noise_std, "selection": selection, "generator": generator}
     if escalate:
-        arguments.update(escalate=True, escalate_after=escalate_after)
+        arguments.update(escalate=True, escalate_after=escalate_after, escalate_confidence=escalate_confidence)
     return arguments
 
 
@@ -497,6 +499,7 @@ def evaluate_model(
     seed: int = 0,
     escalate: bool = False,
     escalate_after: int | None = None,
+    escalate_confidence: float | None = None,
 ) -> dict[str, Any]:
     """Solve a dataset split and score it; returns a results dict in the `trm eval` schema.
 
@@ -519,8 +522,9 @@ def evaluate_model(
             answer chosen by the halting head (`"halt"`) or a majority vote (`"vote"`); the step-budget and
             ACT figures then describe the chosen trajectory.
         seed: seeds the noise (one generator for the whole split), so a rerun gives the same answers.
-        escalate, escalate_after: adaptive compute (`solve`): K trajectories only for the puzzles whose
-            halting head is not confident within `escalate_after` steps of one. Only the final accuracy is
+        escalate, escalate_after, escalate_confidence: adaptive compute (`solve`): K trajectories only for the
+            puzzles whose halting probability did not rise above `escalate_confidence` (default 0.5) within
+            `escalate_after` steps of one. Only the final accuracy is
             reported then (no per-step curve, no ACT replay); `compute` says what each puzzle cost.
     """
     started = time.perf_counter()
@@ -528,7 +532,7 @@ def evaluate_model(
     check_compatibility(config, metadata)
     max_steps = config.default_solve_steps if max_steps is None else max_steps
     _check_arguments(halting, max_steps, batch_size, limit, step_budgets)
-    sampling = sampling_arguments(samples, noise_std, selection, seed, escalate, escalate_after)
+    sampling = sampling_arguments(samples, noise_std, selection, seed, escalate, escalate_after, escalate_confidence)
     _check_split(dataset_split, config)
     rows = dataset_split if limit is None or limit >= dataset_split.num_rows else dataset_split.select(range(limit))
     device = next(model.parameters()).device
@@ -558,7 +562,9 @@ def evaluate_model(
                      "samples": samples, "noise_std": noise_std, "selection": selection,
                      "seed": seed if samples > 1 and noise_std > 0 else None,
                      "escalate": escalate, "escalate_after": (config.default_solve_steps if escalate_after is None
-                                                              else escalate_after) if escalate else None},
+                                                              else escalate_after) if escalate else None,
+                     "escalate_confidence": (0.5 if escalate_confidence is None else float(escalate_confidence))
+                     if escalate else None},
     }
     metrics: dict[str, Any] = {}
     by_steps: dict[str, float] = {}
@@ -625,8 +631,8 @@ def summary_table(results: dict[str, Any]) -> str:
              f"| protocol | halting={protocol['halting']}, max_steps={protocol['max_steps']}, {protocol['dtype']}"
              + (f", {protocol['samples']} samples (noise_std {protocol['noise_std']}, {protocol['selection']}, "
                 f"seed {protocol['seed']})" if protocol.get("samples", 1) > 1 else "")
-             + (f", escalating puzzles unconfident after {protocol['escalate_after']} steps"
-                if protocol.get("escalate") else "") + " |"]
+             + (f", escalating puzzles with P(halt) <= {protocol.get('escalate_confidence', 0.5)} after "
+                f"{protocol['escalate_after']} steps" if protocol.get("escalate") else "") + " |"]
     for key, value in results["metrics"].items():
         if isinstance(value, float):
             lines.append(f"| {key} | {value:.2%} |")
@@ -678,7 +684,8 @@ def evaluate_checkpoint(
         check_target(out, overwrite)
     sampling_arguments(evaluate_kwargs.get("samples", 1), evaluate_kwargs.get("noise_std", 0.0),
                         evaluate_kwargs.get("selection", "halt"), evaluate_kwargs.get("seed", 0),
-                        evaluate_kwargs.get("escalate", False), evaluate_kwargs.get("escalate_after"))
+                        evaluate_kwargs.get("escalate", False), evaluate_kwargs.get("escalate_after"),
+                        evaluate_kwargs.get("escalate_confidence"))
     dataset_dict, metadata = load_trm_dataset(dataset)
     if split not in dataset_dict:
         raise ValueError(f"{dataset}: no split {split!r} (splits: {sorted(dataset_dict)})")

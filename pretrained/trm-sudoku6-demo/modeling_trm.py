@@ -398,17 +398,30 @@ def check_sampling_arguments(samples: int, noise_std: float, selection: str, gen
                          f"trajectories of at least one puzzle; got {max_batch_rows!r}")
 
 
+def halting_logit(probability: float | None) -> float:
+    """The q_halt logit of a halting probability (None: 0.5, logit 0 exactly, the ACT rule)."""
+    if probability is None:
+        return 0.0
+    return math.log(probability) - math.log1p(-probability)
+
+
 def check_escalation_arguments(escalate: bool, escalate_after: int | None, samples: int, noise_std: float,
-                               return_trajectory: bool) -> None:
+                               return_trajectory: bool, escalate_confidence: float | None = None) -> None:
     """`solve(escalate=True)` needs K > 1 noisy trajectories to escalate to; refused before any compute."""
     if not isinstance(escalate, bool):
         raise ValueError(f"escalate must be True or False, got {escalate!r}")
     if escalate_after is not None and (isinstance(escalate_after, bool) or not isinstance(escalate_after, int)
                                        or escalate_after < 1):
         raise ValueError(f"escalate_after must be a positive integer (supervision steps), got {escalate_after!r}")
+    if escalate_confidence is not None and (isinstance(escalate_confidence, bool)
+                                            or not isinstance(escalate_confidence, Real)
+                                            or not 0 < escalate_confidence < 1):
+        raise ValueError(f"escalate_confidence must be a halting probability in (0, 1), got {escalate_confidence!r}")
     if not escalate:
         if escalate_after is not None:
             raise ValueError("escalate_after is the step budget of escalate=True; pass escalate=True as well")
+        if escalate_confidence is not None:
+            raise ValueError("escalate_confidence is the threshold of escalate=True; pass escalate=True as well")
         return
     if samples < 2 or noise_std <= 0:
         raise ValueError(f"escalate=True sends unconfident puzzles to `samples` noisy trajectories: it needs "
@@ -901,6 +914,7 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         max_batch_rows: int | None = None,
         escalate: bool = False,
         escalate_after: int | None = None,
+        escalate_confidence: float | None = None,
     ) -> TRMSolveOutput:
         """Refine answers for up to `max_steps` supervision steps (default `config.default_solve_steps`:
         `solve_max_steps` where set, else `halt_max_steps`; any larger count runs too, the carry simply
@@ -932,8 +946,10 @@ class TRMForGridReasoning(TRMPreTrainedModel):
 
         Adaptive compute, `escalate=True`: every puzzle first runs one noise-free trajectory under ACT
         for at most `escalate_after` steps (default `config.default_solve_steps`). A puzzle whose halting
-        head became confident (q_halt > 0) keeps that answer; only the others run `samples` noisy
-        trajectories of up to `max_steps` steps (with `halting`), chosen by `selection`. Both rounds
+        head became confident keeps that answer: its halting probability rose above `escalate_confidence`
+        (default 0.5, the ACT rule q_halt > 0; the first round halts there too). A higher threshold trusts
+        fewer answers, for a halting head that is sure of some wrong ones. Only the other puzzles run
+        `samples` noisy trajectories of up to `max_steps` steps (with `halting`), chosen by `selection`. Both rounds
         stream through the slot-refill loop, so batches stay full while puzzles remain. `total_steps`
         gives each puzzle's supervision steps over all its trajectories, `escalated` which ones went on.
         """
@@ -945,7 +961,8 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or slots < 1):
             raise ValueError(f"slots must be a positive integer or None, got {slots!r}")
         check_sampling_arguments(samples, noise_std, selection, generator, max_batch_rows)
-        check_escalation_arguments(escalate, escalate_after, samples, noise_std, return_trajectory)
+        check_escalation_arguments(escalate, escalate_after, samples, noise_std, return_trajectory,
+                                   escalate_confidence)
         batch = input_ids.shape[0]
         device = input_ids.device
         if puzzle_identifiers is None:
@@ -958,7 +975,7 @@ class TRMForGridReasoning(TRMPreTrainedModel):
             solved = self._escalating_refine(input_ids, puzzle_identifiers, max_steps, halting, slots, samples,
                                              noise_std, selection, generator, max_batch_rows,
                                              self.config.default_solve_steps if escalate_after is None
-                                             else escalate_after)
+                                             else escalate_after, halting_logit(escalate_confidence))
             if bool(invalid):
                 self.check_inputs(*given)
             return solved
@@ -976,14 +993,15 @@ class TRMForGridReasoning(TRMPreTrainedModel):
     def _escalating_refine(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor, max_steps: int,
                            halting: str, slots: int | None, samples: int, noise_std: float, selection: str,
                            generator: torch.Generator | None, max_batch_rows: int | None,
-                           budget: int) -> TRMSolveOutput:
-        """`solve(escalate=True)`: one trajectory under ACT for every puzzle, K noisy ones for the unconfident."""
+                           budget: int, confident_logit: float) -> TRMSolveOutput:
+        """`solve(escalate=True)`: one trajectory under ACT (halting once q_halt > `confident_logit`) for every
+        puzzle, K noisy ones for the unconfident."""
         batch = input_ids.shape[0]
         first = self._refine(input_ids, puzzle_identifiers, budget, "act", False,
-                             batch if slots is None else min(batch, slots), None)
+                             batch if slots is None else min(batch, slots), None, halt_above=confident_logit)
         predictions, steps, q_final = first.predictions, first.steps, first.q_halt_logits
         total_steps = steps.clone()
-        unsure = (q_final <= 0).nonzero().squeeze(1)  # the one host sync between the two rounds
+        unsure = (q_final <= confident_logit).nonzero().squeeze(1)  # the one host sync between the two rounds
         escalated = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
         selected = torch.zeros(batch, dtype=torch.long, device=input_ids.device)
         if unsure.numel():
@@ -1008,8 +1026,10 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         return input_ids.masked_fill(bad_ids, 0), puzzle_identifiers.masked_fill(bad_pids, 0), bad_ids.any() | bad_pids.any()
 
     def _refine(self, input_ids: torch.Tensor, puzzle_identifiers: torch.Tensor, max_steps: int, halting: str,
-                return_trajectory: bool, rows_at_once: int, noise: LatentNoise | None) -> TRMSolveOutput:
-        """The refinement loop of `solve` over independent rows, `rows_at_once` of them computed per step."""
+                return_trajectory: bool, rows_at_once: int, noise: LatentNoise | None,
+                halt_above: float = 0.0) -> TRMSolveOutput:
+        """The refinement loop of `solve` over independent rows, `rows_at_once` of them computed per step;
+        under ACT a row halts once its q_halt logit exceeds `halt_above`."""
         batch = input_ids.shape[0]
         device = input_ids.device
         dtype = self._compute_dtype(device.type)
@@ -1048,7 +1068,7 @@ class TRMForGridReasoning(TRMPreTrainedModel):
                 if count:
                     x, y, z = self._start_puzzles(input_ids[rows], puzzle_identifiers[rows], dtype)
                 continue
-            halted = (row_steps >= max_steps) | (q_halt > 0)
+            halted = (row_steps >= max_steps) | (q_halt > halt_above)
             free = halted.nonzero().squeeze(1)  # ACT: this step's one host sync
             if not free.numel():
                 continue
@@ -1092,13 +1112,14 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         max_batch_rows: int | None = None,
         escalate: bool = False,
         escalate_after: int | None = None,
+        escalate_confidence: float | None = None,
     ) -> torch.LongTensor:
         """The answer token ids, `(batch, seq_len)`, the way `generate` returns ids in transformers.
 
         `solve(...).predictions`, for code written against that convention; `solve` is the rich call
         (steps used, q_halt logits, every step's answer, the K candidates of a sampled run). `halting`
         defaults to the paper's protocol, `"max"`; `samples`, `noise_std`, `selection`, `generator` and
-        `max_batch_rows` are `solve`'s test-time scaling, `escalate`/`escalate_after` its adaptive compute. This is not `GenerationMixin.generate`: TRM
+        `max_batch_rows` are `solve`'s test-time scaling, `escalate`/`escalate_after`/`escalate_confidence` its adaptive compute. This is not `GenerationMixin.generate`: TRM
         refines the whole grid at once, so there is no token-by-token decoding or cache, and no
         generation config (`can_generate()` stays False, so `save_pretrained` writes no
         `generation_config.json`).
@@ -1106,7 +1127,7 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         return self.solve(input_ids, puzzle_identifiers=puzzle_identifiers, max_steps=max_steps, halting=halting,
                           samples=samples, noise_std=noise_std, selection=selection, generator=generator,
                           max_batch_rows=max_batch_rows, escalate=escalate,
-                          escalate_after=escalate_after).predictions
+                          escalate_after=escalate_after, escalate_confidence=escalate_confidence).predictions
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
