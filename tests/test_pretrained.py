@@ -34,7 +34,7 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "configuration_trm.py", "m
 
 
 def test_the_repository_ships_the_trained_models() -> None:
-    assert [path.name for path in FOLDERS] == ["trm-sudoku6-demo"]
+    assert [path.name for path in FOLDERS] == ["trm-sudoku6-demo", "trm-sudoku9-cpu"]
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[path.name for path in FOLDERS])
