@@ -398,10 +398,18 @@ def check_sampling_arguments(samples: int, noise_std: float, selection: str, gen
                          f"trajectories of at least one puzzle; got {max_batch_rows!r}")
 
 
+DEFAULT_ESCALATE_CONFIDENCE = 0.5  # the ACT rule: a first answer is kept once q_halt > 0
+
+
+def is_halting_probability(value: object) -> bool:
+    """A real number strictly between 0 and 1 (a threshold on sigmoid(q_halt))."""
+    return not isinstance(value, bool) and isinstance(value, Real) and 0 < value < 1
+
+
 def halting_logit(probability: float | None) -> float:
-    """The q_halt logit of a halting probability (None: 0.5, logit 0 exactly, the ACT rule)."""
+    """The q_halt logit of a halting probability (None: the default 0.5, whose logit is exactly 0.0)."""
     if probability is None:
-        return 0.0
+        probability = DEFAULT_ESCALATE_CONFIDENCE
     return math.log(probability) - math.log1p(-probability)
 
 
@@ -413,9 +421,7 @@ def check_escalation_arguments(escalate: bool, escalate_after: int | None, sampl
     if escalate_after is not None and (isinstance(escalate_after, bool) or not isinstance(escalate_after, int)
                                        or escalate_after < 1):
         raise ValueError(f"escalate_after must be a positive integer (supervision steps), got {escalate_after!r}")
-    if escalate_confidence is not None and (isinstance(escalate_confidence, bool)
-                                            or not isinstance(escalate_confidence, Real)
-                                            or not 0 < escalate_confidence < 1):
+    if escalate_confidence is not None and not is_halting_probability(escalate_confidence):
         raise ValueError(f"escalate_confidence must be a halting probability in (0, 1), got {escalate_confidence!r}")
     if not escalate:
         if escalate_after is not None:
@@ -1119,7 +1125,8 @@ class TRMForGridReasoning(TRMPreTrainedModel):
         `solve(...).predictions`, for code written against that convention; `solve` is the rich call
         (steps used, q_halt logits, every step's answer, the K candidates of a sampled run). `halting`
         defaults to the paper's protocol, `"max"`; `samples`, `noise_std`, `selection`, `generator` and
-        `max_batch_rows` are `solve`'s test-time scaling, `escalate`/`escalate_after`/`escalate_confidence` its adaptive compute. This is not `GenerationMixin.generate`: TRM
+        `max_batch_rows` are `solve`'s test-time scaling, `escalate`, `escalate_after` and
+        `escalate_confidence` its adaptive compute. This is not `GenerationMixin.generate`: TRM
         refines the whole grid at once, so there is no token-by-token decoding or cache, and no
         generation config (`can_generate()` stays False, so `save_pretrained` writes no
         `generation_config.json`).

@@ -63,7 +63,9 @@ def plan_points(default_steps: int, depths: Sequence[int], samples: Sequence[int
     unknown = sorted(set(modes) - set(MODES))
     if not modes or unknown:
         raise ValueError(f"modes must be some of {list(MODES)}, got {list(modes)}")
-    if not confidences or any(c is not None and (isinstance(c, bool) or not 0 < c < 1) for c in confidences):
+    from ..modeling_trm import is_halting_probability
+
+    if not confidences or any(c is not None and not is_halting_probability(c) for c in confidences):
         raise ValueError(f"escalation confidences must be halting probabilities in (0, 1), got {list(confidences)}")
     deepest = max(depths)
     points = [ScalePoint("plain", default_steps)]

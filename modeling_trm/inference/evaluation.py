@@ -43,7 +43,7 @@ from ..configuration_trm import PRESETS, TRMConfig
 from ..data.atomic import check_target, write_text_atomically
 from ..data.metadata import DatasetMetadata
 from ..metrics.token_rows import scored_cells
-from ..modeling_trm import TRMForGridReasoning
+from ..modeling_trm import DEFAULT_ESCALATE_CONFIDENCE, TRMForGridReasoning
 from ..threads import current_threads
 
 RESULTS_SCHEMA_VERSION = 1
@@ -563,7 +563,8 @@ def evaluate_model(
                      "seed": seed if samples > 1 and noise_std > 0 else None,
                      "escalate": escalate, "escalate_after": (config.default_solve_steps if escalate_after is None
                                                               else escalate_after) if escalate else None,
-                     "escalate_confidence": (0.5 if escalate_confidence is None else float(escalate_confidence))
+                     "escalate_confidence": (DEFAULT_ESCALATE_CONFIDENCE if escalate_confidence is None
+                                             else float(escalate_confidence))
                      if escalate else None},
     }
     metrics: dict[str, Any] = {}
@@ -631,7 +632,7 @@ def summary_table(results: dict[str, Any]) -> str:
              f"| protocol | halting={protocol['halting']}, max_steps={protocol['max_steps']}, {protocol['dtype']}"
              + (f", {protocol['samples']} samples (noise_std {protocol['noise_std']}, {protocol['selection']}, "
                 f"seed {protocol['seed']})" if protocol.get("samples", 1) > 1 else "")
-             + (f", escalating puzzles with P(halt) <= {protocol.get('escalate_confidence', 0.5)} after "
+             + (f", escalating puzzles with P(halt) <= {protocol.get('escalate_confidence', DEFAULT_ESCALATE_CONFIDENCE)} after "
                 f"{protocol['escalate_after']} steps" if protocol.get("escalate") else "") + " |"]
     for key, value in results["metrics"].items():
         if isinstance(value, float):
