@@ -96,7 +96,7 @@ def test_accelerate_launch_with_no_flags_as_the_readme_writes_it(tmp_path) -> No
     launched = run([sys.executable, "-m", "accelerate.commands.launch", *train_command(recipe, tmp_path / "launched")],
                    env_extra=env_free)
     assert launched.returncode == 0, launched.stderr[-4000:]
-    plain = run(train_command(recipe, tmp_path / "plain"))
+    plain = run(train_command(recipe, tmp_path / "plain"), warm=True)
     assert plain.returncode == 0, plain.stderr[-4000:]
     assert_same_checkpoint(tmp_path / "plain" / f"checkpoint-{MAX_STEPS}",
                            tmp_path / "launched" / f"checkpoint-{MAX_STEPS}")

@@ -1,8 +1,8 @@
 """Fault injection, interrupted data builds and evaluations (issue 15, scenario 5).
 
-`trm data build` and `trm eval` run as real processes and are killed with SIGKILL mid-write: at each
-point of `modeling_trm.data.atomic.KILL_POINTS` (the documented `TRM_FAULT_INJECT=kill:POINT` hook, so the kill
-lands exactly there), and at seeded delays after the staging folder appears (polled, as a user's
+`trm data build` and `trm eval` run as real processes (forked from a warm interpreter, `warm_trm`) and
+are killed with SIGKILL mid-write: at each point of `modeling_trm.data.atomic.KILL_POINTS` (the documented
+`TRM_FAULT_INJECT=kill:POINT` hook, so the kill lands exactly there), and at seeded delays after the staging folder appears (polled, as a user's
 Ctrl-C or an OOM kill would land anywhere). After every kill the output path holds nothing, the
 previous complete result, or the complete new one; re-running gives the bytes of an uninterrupted
 run with the same seed (for results files: every field except the four timing fields).
@@ -15,16 +15,16 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+import warm_trm
+from fault_runs import process_env
 from tiny_models import tiny_model
 
 from modeling_trm.commands import main
 from modeling_trm.data.atomic import KILL_POINTS
-from modeling_trm.faults import FAULT_ENV
 from modeling_trm.data.generate_sudoku import generate_sudoku_splits
 from modeling_trm.data.puzzle_csv import write_puzzle_csv
 
@@ -45,13 +45,10 @@ def comparable(results_path: Path) -> dict:
     return {key: value for key, value in results.items() if key not in TIMING_FIELDS}
 
 
-def trm_process(argv: list[str], kill_at: str | None = None) -> subprocess.Popen:
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    env.pop(FAULT_ENV, None)
-    if kill_at is not None:
-        env[FAULT_ENV] = f"kill:{kill_at}"
-    return subprocess.Popen([sys.executable, "-m", "modeling_trm.commands", *argv], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def trm_process(argv: list[str], kill_at: str | None = None) -> warm_trm.WarmProcess:
+    """`trm ARGV` as its own process, forked from the warm interpreter (`warm_trm`); its stderr is kept."""
+    return warm_trm.start(["trm", *argv], process_env(f"kill:{kill_at}" if kill_at is not None else None), None,
+                          warm_trm.output_file("stderr"))
 
 
 def kill_when_staging_appears(process: subprocess.Popen, parent: Path, pattern: str, delay: float) -> bool:
@@ -161,8 +158,10 @@ def eval_inputs(reference, tmp_path_factory) -> dict[str, Path]:
 
 
 def _eval_args(model: Path, dataset: Path, out: Path) -> list[str]:
+    # one thread named on the command line: the results record the count and where it came from, the same in
+    # this process and a `trm` process
     return ["--model", str(model), "--dataset", str(dataset), "--out", str(out), "--no-progress", "--max-steps", "2",
-            "--dtype", "fp32"]
+            "--dtype", "fp32", "--threads", "1"]
 
 
 @pytest.mark.parametrize("how", ["temp-file-written", "seeded-moment"])
@@ -179,7 +178,9 @@ def test_eval_killed_mid_write_keeps_the_previous_results(how, eval_inputs, tmp_
     else:  # anywhere in the run: loading, solving or writing
         process = trm_process(argv)
         try:
-            process.wait(timeout=random.Random(5).uniform(1.0, 8.0))
+            # the forked run takes ~0.8 s here (loading, solving, writing); before it was forked it spent its first
+            # ~9 s importing, so a delay of 1-8 s always landed there
+            process.wait(timeout=random.Random(5).uniform(0.0, 1.0))
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=60)

@@ -71,12 +71,12 @@ def test_sigkill_at_seeded_steps_and_save_stages_then_resume_exactly(reference, 
         point = rng.choice(FAULT_POINTS)
         reachable = range(resumed_from + 1, MAX_STEPS + 1)
         step = rng.choice([s for s in reachable if point == "step" or s % SAVE_STEPS == 0])
-        killed = run(resume_command(reference, out), fault=f"kill:{point}:{step}")
+        killed = run(resume_command(reference, out), fault=f"kill:{point}:{step}", warm=True)
         assert killed.returncode == KILLED, killed.stderr[-3000:]
         saved = step if point == "save-marker" else (step - 1) // SAVE_STEPS * SAVE_STEPS
         assert complete_step(out) == saved, (point, step)
         assert_marked_folders_are_whole(reference, out)
-    final = run(resume_command(reference, out))
+    final = run(resume_command(reference, out), warm=True)
     assert final.returncode == 0, final.stderr[-3000:]
     assert_matches_reference(reference, out)
 
@@ -84,18 +84,18 @@ def test_sigkill_at_seeded_steps_and_save_stages_then_resume_exactly(reference, 
 def test_resume_refuses_partial_checkpoints_and_never_loses_the_last_complete_one(reference, tmp_path) -> None:
     out = tmp_path / "run"
     # killed after the Trainer's files of the first checkpoint, before its carry and marker
-    killed = run(resume_command(reference, out, "--save-total-limit", "1"), fault="kill:save-raw:4")
+    killed = run(resume_command(reference, out, "--save-total-limit", "1"), fault="kill:save-raw:4", warm=True)
     assert killed.returncode == KILLED
-    refused = run(train_command(reference["recipe"], out, "--resume", dataset=reference["dataset"]))
+    refused = run(train_command(reference["recipe"], out, "--resume", dataset=reference["dataset"]), warm=True)
     assert refused.returncode == 2
     assert "no complete checkpoint" in refused.stderr and "checkpoint-4" in refused.stderr \
         and COMPLETE_MARKER in refused.stderr, refused.stderr[-2000:]
     # with one checkpoint kept, the Trainer deleted checkpoint-4 before checkpoint-8 was complete:
     # a kill there left nothing to resume from. Rotation now waits for the completion marker.
-    killed = run(resume_command(reference, out, "--save-total-limit", "1"), fault="kill:save-carry:8")
+    killed = run(resume_command(reference, out, "--save-total-limit", "1"), fault="kill:save-carry:8", warm=True)
     assert killed.returncode == KILLED
     assert complete_step(out) == 4
-    final = run(resume_command(reference, out, "--save-total-limit", "1"))
+    final = run(resume_command(reference, out, "--save-total-limit", "1"), warm=True)
     assert final.returncode == 0, final.stderr[-3000:]
     assert_same_checkpoint(reference["run"] / f"checkpoint-{MAX_STEPS}", out / f"checkpoint-{MAX_STEPS}")
     assert [Path(p).name for _, p, _ in checkpoint_folders(str(out))] == [f"checkpoint-{MAX_STEPS}"]
@@ -120,7 +120,7 @@ def test_sigkill_from_outside_mid_save_and_at_seeded_delays_then_resume_exactly(
     kills = 0
     for attempt in range(3):
         before = complete_step(out)
-        process = start(resume_command(reference, out), tmp_path / f"log{attempt}.txt")
+        process = start(resume_command(reference, out), tmp_path / f"log{attempt}.txt", warm=True)
         if attempt < 2:  # mid-save: the moment a new checkpoint folder exists without its marker
             def condition() -> bool:
                 return any(not done and step > before for step, _, done in checkpoint_folders(str(out)))
@@ -137,7 +137,7 @@ def test_sigkill_from_outside_mid_save_and_at_seeded_delays_then_resume_exactly(
             assert_marked_folders_are_whole(reference, out)
         assert complete_step(out) >= before
     assert kills >= 2  # the run must not have outpaced the poll
-    final = run(resume_command(reference, out))
+    final = run(resume_command(reference, out), warm=True)
     assert final.returncode == 0, final.stderr[-3000:]
     assert_matches_reference(reference, out)
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import resource
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+import warm_trm
 
 from fault_runs import build_dataset, process_env, run, train_command, write_recipe
 from modeling_trm.training.recipe_run import split_global_batch
@@ -23,12 +22,11 @@ TOO_BIG_BATCH = 1 << 21  # its first activation alone (2M x 16 cells x 16 hidden
 
 
 def address_space_limit() -> int:
-    """Virtual memory of a process that imported the training stack (differs between machines), plus HEADROOM."""
-    probe = ("import modeling_trm.commands, modeling_trm.training.trainer\n"
-             "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmPeak')))")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=process_env(),
-                            check=True)
-    return int(result.stdout.split()[-1]) * 1024 + HEADROOM
+    """Virtual memory of the warm interpreter the runs are forked from (it imported the training stack; the
+    figure differs between machines), plus HEADROOM."""
+    server = warm_trm.server_for(process_env())
+    with open(f"/proc/{server.wait_ready()}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmPeak")) * 1024 + HEADROOM
 
 
 def file_digests(folder: Path) -> dict[str, str]:
@@ -46,17 +44,15 @@ def test_a_batch_beyond_the_memory_limit_fails_with_advice_and_keeps_the_checkpo
     dataset = build_dataset(recipe, tmp_path / "dataset")
     limit = address_space_limit()
 
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
-
+    limited = {"RLIMIT_AS": (limit, resource.getrlimit(resource.RLIMIT_AS)[1])}
     out = tmp_path / "run"
-    fits = run(train_command(recipe, out, "--max-steps", "4", dataset=dataset), preexec_fn=limited)
+    fits = run(train_command(recipe, out, "--max-steps", "4", dataset=dataset), rlimits=limited, warm=True)
     assert fits.returncode == 0, fits.stderr[-3000:]  # the recipe's batch fits under the same limit
     checkpoint = out / "checkpoint-4"
     before = file_digests(checkpoint)
 
     too_big = run(train_command(recipe, out, "--max-steps", "8", "--global-batch-size", str(TOO_BIG_BATCH),
-                                dataset=dataset), preexec_fn=limited)
+                                dataset=dataset), rlimits=limited, warm=True)
     assert too_big.returncode == 2, too_big.stderr[-3000:]
     message = too_big.stderr.strip().splitlines()[-1]
     assert message.startswith("trm train: error: out of memory with a per-device batch of 2097152 samples")
