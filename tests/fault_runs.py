@@ -1,10 +1,10 @@
 """Real `trm train` processes for the fault tests: a tiny recipe, launchers, and exact checkpoint comparison.
 
 Every run is a separate OS process, so a kill, a rank failure or a memory limit hits a real process.
-Reference runs and launch paths start the way the README starts them (`trm train`, `torchrun ...
-$(which trm) train`, `accelerate launch $(which trm) train`), in a fresh interpreter. Runs started only to be
-killed and resumed may pass `warm=True`: they are forked from an interpreter that has imported the stack
-once (`warm_trm`), which saves ~9 s of imports each; their results are compared with a fresh reference run.
+Launch paths start the way the README starts them (`trm train`, `torchrun ... $(which trm) train`,
+`accelerate launch $(which trm) train`), in a fresh interpreter. Runs started only to be killed and resumed
+pass `warm=True`: they are forked from an interpreter that has imported the stack once (`warm_trm`), which
+saves ~9 s of imports each; test_faults_seed checks that such a run equals a fresh one bit for bit.
 Checkpoints are compared tensor by tensor with `torch.equal` (fp32 on CPU).
 """
 

@@ -26,11 +26,12 @@ KILLED = -signal.SIGKILL
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict[str, Path]:
-    """The recipe, its dataset, and one uninterrupted run of MAX_STEPS steps."""
+    """The recipe, its dataset, and one uninterrupted run of MAX_STEPS steps (forked like the runs it is compared
+    with; test_faults_seed checks that a forked run equals a fresh `trm train` process bit for bit)."""
     root = tmp_path_factory.mktemp("reference")
     recipe = write_recipe(root / "recipe.json")
     dataset = build_dataset(recipe, root / "dataset")
-    result = run(train_command(recipe, root / "run", dataset=dataset))
+    result = run(train_command(recipe, root / "run", dataset=dataset), warm=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return {"recipe": recipe, "dataset": dataset, "run": root / "run"}
 

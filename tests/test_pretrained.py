@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel
+from transformers import AutoConfig, AutoModel
 
 from modeling_trm.data.sudoku import build_sudoku_dataset
 from modeling_trm.inference.evaluation import evaluate_model
@@ -56,8 +56,33 @@ def held_out_slice(folder: Path, stated: dict, scratch: Path) -> tuple:
     return build_sudoku_dataset(scratch)
 
 
+@pytest.fixture(scope="module")
+def answers_by_remote_code(tmp_path_factory) -> dict[str, list]:
+    """Each folder's first held-out puzzle solved through `pipeline(..., trust_remote_code=True)` (16 steps), all
+    in one fresh process that never imports this package: folder name -> [model module, question, answer,
+    valid, whether modeling_trm got imported]."""
+    questions = {}
+    for folder in FOLDERS:
+        stated = json.loads((folder / "results_slice.json").read_text())
+        dataset, _ = held_out_slice(folder, stated, tmp_path_factory.mktemp(folder.name))
+        questions[folder.name] = (str(folder), render_answer(dataset["test"][0]["input_ids"],
+                                                             AutoConfig.from_pretrained(folder)))
+    code = ("import json, sys; from transformers import pipeline\n"
+            f"answers = {{}}\nfor name, (folder, question) in {questions!r}.items():\n"
+            "    solver = pipeline(model=folder, trust_remote_code=True, device='cpu')\n"
+            "    result = solver(question, halting='max')\n"
+            "    answers[name] = [type(solver.model).__module__, question, result['answer'], result['valid'], "
+            "'modeling_trm' in sys.modules]\n"
+            "print(json.dumps(answers))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("folder", FOLDERS, ids=[path.name for path in FOLDERS])
-def test_a_shipped_model_loads_as_remote_code_and_reproduces_its_stated_accuracy(folder: Path, tmp_path: Path) -> None:
+def test_a_shipped_model_loads_as_remote_code_and_reproduces_its_stated_accuracy(folder: Path, tmp_path: Path,
+                                                                                   answers_by_remote_code) -> None:
     for name in REQUIRED_FILES:
         assert (folder / name).is_file(), name
     stated = json.loads((folder / "results_slice.json").read_text())
@@ -81,15 +106,8 @@ def test_a_shipped_model_loads_as_remote_code_and_reproduces_its_stated_accuracy
     question = render_answer(row["input_ids"], model.config)
     expected = render_answer(model.solve(torch.tensor([row["input_ids"]]), halting="max").predictions[0].tolist(),
                              model.config)
-    code = ("import json, sys; from transformers import pipeline; "
-            f"solver = pipeline(model={str(folder)!r}, trust_remote_code=True, device='cpu'); "
-            f"result = solver({question!r}, halting='max'); "
-            "print(json.dumps([type(solver.model).__module__, result['answer'], result['valid'], "
-            "'modeling_trm' in sys.modules]))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    module, answer, valid, package_imported = json.loads(done.stdout.strip().splitlines()[-1])
+    module, solved_question, answer, valid, package_imported = answers_by_remote_code[folder.name]
+    assert solved_question == question
     assert module.startswith("transformers_modules") and not package_imported
     assert answer == expected
     # the README's puzzle: this model solves it (the label is the unique solution)
