@@ -14,14 +14,14 @@ torch.set_num_threads(1)
 
 # Files whose tests take the longest (`--durations`): collected first, so that under xdist (`--dist loadfile`) a
 # worker starts each of them at once instead of leaving one worker alone with a long file at the end.
-# Order by each file's total (2026-12-05, AVX2 CPU, 2 workers): faults_ddp ~133 s, learning ~75 s, pretrained ~47 s,
-# app ~40 s, faults_kill ~39 s, publish ~33 s, convert_hub ~31 s, faults_publish ~27 s, ablation ~26 s, compile ~26 s,
-# then the rest.
-LONGEST_FIRST = ("test_faults_ddp.py", "test_training_learns.py", "test_pretrained.py", "test_app.py",
-                 "test_faults_kill.py", "test_publish.py", "test_convert_hub.py", "test_faults_publish.py",
-                 "test_ablation.py", "test_compile.py", "test_faults_seed.py", "test_trainer_ddp.py", "test_demo.py",
-                 "test_inference.py", "test_test_time_scaling.py", "test_hub_server.py", "test_cli_imports.py",
-                 "test_convert.py", "test_pipeline.py", "test_faults_interrupted.py", "test_faults_memory.py")
+# Order by each file's total (2026-12-05, AVX2 CPU, 2 workers): faults_ddp ~110-130 s, pretrained ~35 s, app ~34 s,
+# faults_kill ~25 s, publish ~28 s, convert_hub ~24 s, faults_publish ~24 s, ablation ~24 s, learning ~25 s,
+# compile ~21 s, then the rest.
+LONGEST_FIRST = ("test_faults_ddp.py", "test_pretrained.py", "test_app.py", "test_publish.py", "test_faults_kill.py",
+                 "test_convert_hub.py", "test_faults_publish.py", "test_ablation.py", "test_training_learns.py",
+                 "test_compile.py", "test_test_time_scaling.py", "test_trainer_ddp.py", "test_inference.py",
+                 "test_hub_server.py", "test_cli_imports.py", "test_demo.py", "test_convert.py", "test_faults_seed.py",
+                 "test_modeling.py", "test_pipeline.py", "test_faults_interrupted.py", "test_faults_memory.py")
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
