@@ -1,11 +1,11 @@
 """The server side of `warm_trm`: import the training stack once, then fork one `trm` process per request.
 
-Started by `warm_trm.WarmTrm` with the environment every fault-test process gets; it reads one JSON request
+Started by `warm_trm.WarmServer` with the environment every fault-test process gets; it reads one JSON request
 per line on stdin and answers on stdout, one JSON line per event: {"ready": true} once the imports are done,
 {"started": PID} after each fork, {"exited": PID, "returncode": CODE} when a child ends (CODE is -SIGNAL for a
-signal, as `subprocess` reports it). It starts no thread of its own, so a fork never copies a Python lock held by another
-thread (the one other thread here is jemalloc's background purger, started by pyarrow's import; jemalloc
-prepares for fork itself). It exits (killing its children) when stdin closes.
+signal, as `subprocess` reports it). It starts no thread of its own, so a fork never copies a Python lock held
+by another thread (the one other thread here is jemalloc's background purger, started by pyarrow's import;
+jemalloc prepares for fork itself). It exits (killing its children) when stdin closes.
 """
 
 from __future__ import annotations
