@@ -2,10 +2,11 @@
 
 `trm data build` and `trm eval` run as real processes (forked from a warm interpreter, `warm_trm`) and
 are killed with SIGKILL mid-write: at each point of `modeling_trm.data.atomic.KILL_POINTS` (the documented
-`TRM_FAULT_INJECT=kill:POINT` hook, so the kill lands exactly there), and at seeded delays after the staging folder appears (polled, as a user's
-Ctrl-C or an OOM kill would land anywhere). After every kill the output path holds nothing, the
-previous complete result, or the complete new one; re-running gives the bytes of an uninterrupted
-run with the same seed (for results files: every field except the four timing fields).
+`TRM_FAULT_INJECT=kill:POINT` hook, so the kill lands exactly there), and at seeded delays after the
+staging folder appears (polled, as a user's Ctrl-C or an OOM kill would land anywhere). After every kill
+the output path holds nothing, the previous complete result, or the complete new one; re-running gives the
+bytes of an uninterrupted run with the same seed (for results files: every field except the four timing
+fields).
 """
 
 from __future__ import annotations

@@ -174,7 +174,8 @@ def _close_servers() -> None:
     shutil.rmtree(_OUTPUTS, ignore_errors=True)
 
 
-def start(argv: list[str], env: dict[str, str], stdout: Path | None, stderr: Path | None, **options: Any) -> WarmProcess:
+def start(argv: list[str], env: dict[str, str], stdout: Path | None, stderr: Path | None,
+          **options: Any) -> WarmProcess:
     """Fork `trm ARGV[1:]` (argv[0] is the program name it sees) with `env`, writing to the given files."""
     return server_for(env).spawn(argv, env, stdout, stderr, **options)
 
