@@ -9,9 +9,11 @@ shape; never an error from deep inside torch/pyarrow/csv, never a hang, never a 
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import math
+import shutil
 import string
 import tempfile
 from pathlib import Path
@@ -32,6 +34,10 @@ from modeling_trm.data.sudoku import build_sudoku_dataset
 from modeling_trm.commands.solve import PuzzleInputError, read_puzzles
 
 pytestmark = pytest.mark.faults
+# Hypothesis examples cannot take pytest's per-test tmp_path: each writes its files into a folder under this one,
+# removed when the test process exits (they used to stay in /tmp: ~430 folders per suite run).
+SCRATCH = Path(tempfile.mkdtemp(prefix="trm-fuzz-"))
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                         HealthCheck.function_scoped_fixture])
@@ -207,7 +213,7 @@ def _csv(rows) -> str:
 
 
 def _build(builder, text: str | bytes, test_text: str, train_rows: int | None = None) -> None:
-    folder = Path(tempfile.mkdtemp())
+    folder = Path(tempfile.mkdtemp(dir=SCRATCH))
     train = folder / "train.csv"
     (train.write_bytes if isinstance(text, bytes) else train.write_text)(text)
     (folder / "test.csv").write_text(test_text)
@@ -273,7 +279,7 @@ def test_invalid_utf8_and_huge_fields_are_named_errors() -> None:
 
 
 def _build_strict(builder, text: str | bytes):
-    folder = Path(tempfile.mkdtemp())
+    folder = Path(tempfile.mkdtemp(dir=SCRATCH))
     train = folder / "train.csv"
     (train.write_bytes if isinstance(text, bytes) else train.write_text)(text)
     (folder / "test.csv").write_text(_csv([("gen", QUESTION, SOLVED, "0")]))
@@ -310,7 +316,7 @@ def _arc_json(tasks: list[tuple[str, dict]]) -> str:
 @FUZZ
 @given(st.lists(st.tuples(task_ids, task), min_size=1, max_size=3))
 def test_arc_loader_and_builder_on_hostile_json(tasks) -> None:
-    path = Path(tempfile.mkdtemp()) / "fuzz_challenges.json"
+    path = Path(tempfile.mkdtemp(dir=SCRATCH)) / "fuzz_challenges.json"
     path.write_text(_arc_json(tasks))
     try:
         loaded = load_kaggle_tasks(path)
@@ -329,7 +335,7 @@ def test_arc_loader_and_builder_on_hostile_json(tasks) -> None:
 
 def test_duplicate_task_ids_in_one_json_file_are_refused() -> None:
     """Regression: `json.loads` kept the last of two equal keys, silently dropping a task."""
-    path = Path(tempfile.mkdtemp()) / "dup_challenges.json"
+    path = Path(tempfile.mkdtemp(dir=SCRATCH)) / "dup_challenges.json"
     body = {"train": [{"input": [[1]], "output": [[2]]}], "test": [{"input": [[1]]}]}
     path.write_text(_arc_json([("a1", body), ("a1", body)]))
     with pytest.raises(DataFormatError, match=r"dup_challenges\.json: key 'a1' appears twice"):
@@ -343,7 +349,7 @@ def test_duplicate_task_ids_in_one_json_file_are_refused() -> None:
 def test_nested_grids_are_refused_where_they_are_read(grid, message) -> None:
     """Regression: a 3-D grid passed `parse_grid` and failed inside the augmentation; ragged nesting
     raised numpy's own ValueError naming no task."""
-    path = Path(tempfile.mkdtemp()) / "nested_challenges.json"
+    path = Path(tempfile.mkdtemp(dir=SCRATCH)) / "nested_challenges.json"
     path.write_text(json.dumps({"t1": {"train": [], "test": [{"input": grid}]}}))
     with pytest.raises(DataFormatError, match=r"nested_challenges\.json: task t1: test example 0 input: " + message):
         load_kaggle_tasks(path)
