@@ -57,16 +57,20 @@ def held_out_slice(folder: Path, stated: dict, scratch: Path) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def answers_by_remote_code(tmp_path_factory) -> dict[str, list]:
+def held_out_slices(tmp_path_factory) -> dict[str, tuple]:
+    """Each folder's held-out slice, built once: folder name -> (dataset, metadata)."""
+    return {folder.name: held_out_slice(folder, json.loads((folder / "results_slice.json").read_text()),
+                                        tmp_path_factory.mktemp(folder.name)) for folder in FOLDERS}
+
+
+@pytest.fixture(scope="module")
+def answers_by_remote_code(held_out_slices) -> dict[str, list]:
     """Each folder's first held-out puzzle solved through `pipeline(..., trust_remote_code=True)` (16 steps), all
     in one fresh process that never imports this package: folder name -> [model module, question, answer,
     valid, whether modeling_trm got imported]."""
-    questions = {}
-    for folder in FOLDERS:
-        stated = json.loads((folder / "results_slice.json").read_text())
-        dataset, _ = held_out_slice(folder, stated, tmp_path_factory.mktemp(folder.name))
-        questions[folder.name] = (str(folder), render_answer(dataset["test"][0]["input_ids"],
-                                                             AutoConfig.from_pretrained(folder)))
+    questions = {folder.name: (str(folder), render_answer(held_out_slices[folder.name][0]["test"][0]["input_ids"],
+                                                          AutoConfig.from_pretrained(folder)))
+                 for folder in FOLDERS}
     code = ("import json, sys; from transformers import pipeline\n"
             f"answers = {{}}\nfor name, (folder, question) in {questions!r}.items():\n"
             "    solver = pipeline(model=folder, trust_remote_code=True, device='cpu')\n"
@@ -81,7 +85,7 @@ def answers_by_remote_code(tmp_path_factory) -> dict[str, list]:
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[path.name for path in FOLDERS])
-def test_a_shipped_model_loads_as_remote_code_and_reproduces_its_stated_accuracy(folder: Path, tmp_path: Path,
+def test_a_shipped_model_loads_as_remote_code_and_reproduces_its_stated_accuracy(folder: Path, held_out_slices,
                                                                                    answers_by_remote_code) -> None:
     for name in REQUIRED_FILES:
         assert (folder / name).is_file(), name
@@ -90,7 +94,7 @@ def test_a_shipped_model_loads_as_remote_code_and_reproduces_its_stated_accuracy
     source = stated["dataset"]["source"]
     assert source == whole["dataset"]["source"] and stated["dataset"]["sha256"] == whole["dataset"]["sha256"]
     assert source["generator"] == "generate_sudoku_splits" and stated["protocol"]["limit"] >= 50
-    dataset, metadata = held_out_slice(folder, stated, tmp_path)
+    dataset, metadata = held_out_slices[folder.name]
     model = AutoModel.from_pretrained(folder).eval()  # this package's code (registered for model_type "trm")
     protocol = stated["protocol"]
     results = evaluate_model(model, dataset[stated["dataset"]["split"]], metadata, halting=protocol["halting"],

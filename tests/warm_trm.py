@@ -5,7 +5,7 @@ first step; the fault tests start some forty such processes only to kill and res
 process (`warm_trm_server.py`) imports the stack once and forks each run from there: every run is still its own
 OS process, with its own memory, arguments, environment, working directory and output files, that a SIGKILL
 ends mid-write exactly as it ends a fresh one. What differs from a fresh process is only what importing left
-behind (module state, unseeded RNG states), so the fault tests compare these runs bit for bit with a run
+behind (module state, unseeded RNG states), so test_faults_seed compares a forked run bit for bit with a run
 started the way the README starts it, in a fresh interpreter, and the launch paths themselves (`trm`,
 `torchrun`, `accelerate launch`) keep fresh processes.
 

@@ -632,7 +632,8 @@ def summary_table(results: dict[str, Any]) -> str:
              f"| protocol | halting={protocol['halting']}, max_steps={protocol['max_steps']}, {protocol['dtype']}"
              + (f", {protocol['samples']} samples (noise_std {protocol['noise_std']}, {protocol['selection']}, "
                 f"seed {protocol['seed']})" if protocol.get("samples", 1) > 1 else "")
-             + (f", escalating puzzles with P(halt) <= {protocol.get('escalate_confidence', DEFAULT_ESCALATE_CONFIDENCE)} after "
+             + (f", escalating puzzles with P(halt) <= "
+                f"{protocol.get('escalate_confidence', DEFAULT_ESCALATE_CONFIDENCE)} after "
                 f"{protocol['escalate_after']} steps" if protocol.get("escalate") else "") + " |"]
     for key, value in results["metrics"].items():
         if isinstance(value, float):
