@@ -2,14 +2,20 @@
 
 import os
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
 
-torch.set_num_threads(1)
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per test process; xdist's controller, which runs no test, does not import torch (~4 s)."""
+    is_xdist_controller = not hasattr(config, "workerinput") and config.getoption("numprocesses", None)
+    if not is_xdist_controller:
+        import torch
 
+        torch.set_num_threads(1)
 
 
 # Files whose tests take the longest (`--durations`): collected first, so that under xdist (`--dist loadfile`) a
