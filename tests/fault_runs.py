@@ -4,7 +4,8 @@ Every run is a separate OS process, so a kill, a rank failure or a memory limit 
 Launch paths start the way the README starts them (`trm train`, `torchrun ... $(which trm) train`,
 `accelerate launch $(which trm) train`), in a fresh interpreter. Runs started only to be killed and resumed
 pass `warm=True`: they are forked from an interpreter that has imported the stack once (`warm_trm`), which
-saves ~9 s of imports each; test_faults_seed checks that such a run equals a fresh one bit for bit.
+saves ~9 s of imports each; test_faults_seed checks that such a run equals a fresh one bit for bit. A
+torchrun command with `warm=True` keeps the launcher and forks each rank (`with_warm_ranks`).
 Checkpoints are compared tensor by tensor with `torch.equal` (fp32 on CPU).
 """
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import warm_trm
 from safetensors.torch import load_file
+from warm_trm_client import SOCKET_ENV
 
 from modeling_trm.faults import FAULT_ENV
 
@@ -43,6 +45,7 @@ TINY_RECIPE: dict[str, Any] = {
 }
 SAVE_STEPS, MAX_STEPS = 4, 12
 TIMEOUT_S = 300  # a hung process fails the test instead of the whole CI job
+WARM_CLIENT = Path(__file__).with_name("warm_trm_client.py")
 
 
 def write_recipe(path: Path, **training: Any) -> Path:
@@ -104,6 +107,8 @@ def run(command: list[str], fault: str | None = None, env_extra: dict[str, str] 
     argv = warm_argv(command) if warm else None
     if argv is not None:
         return warm_trm.run(argv, env, TIMEOUT_S, rlimits=rlimits)
+    if warm:
+        command, env = with_warm_ranks(command, env)
 
     def limit() -> None:
         for name, limits in (rlimits or {}).items():
@@ -111,6 +116,18 @@ def run(command: list[str], fault: str | None = None, env_extra: dict[str, str] 
 
     return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env,
                           preexec_fn=limit if rlimits else None)
+
+
+def with_warm_ranks(launch: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """`launch` (torchrun) starting `warm_trm_client.py TRM` in place of `$(which trm)`: each rank it starts is
+    forked from the warm server of `env` (see warm_trm)."""
+    if trm_script() not in launch:
+        raise ValueError(f"warm=True needs a `trm` command or a launcher of one, not {launch}")
+    entry = launch.index(trm_script())
+    server = warm_trm.server_for(env)
+    server.wait_ready()  # its socket is listening
+    return ([*launch[:entry], str(WARM_CLIENT), *launch[entry:]],
+            {**env, SOCKET_ENV: server.socket_path})
 
 
 def free_port() -> int:

@@ -3,6 +3,8 @@
 `torchrun --nproc_per_node 2 $(which trm) train --recipe R --output-dir OUT` used to fail: both ranks
 built the dataset into OUT/dataset and rank 1 died with FileExistsError. Now the main process builds
 while the others wait; a rank killed mid-run fails the whole job, and `--resume` continues exactly.
+The reference run and the accelerate launches are fresh processes; the killed, resumed and no-`use_cpu` runs
+keep torchrun but fork each rank from the warm server (`warm=True`, see warm_trm) and must equal the reference.
 """
 
 from __future__ import annotations
@@ -44,16 +46,16 @@ def test_torchrun_builds_the_recipe_dataset_once_and_both_ranks_train(torchrun_r
 
 def test_torchrun_rank_killed_fails_the_job_and_resume_continues_exactly(torchrun_reference, tmp_path) -> None:
     recipe, out = torchrun_reference["recipe"], tmp_path / "run"
-    killed = run(torchrun_command(2, *train_command(recipe, out)), fault="kill:step:6:1")
+    killed = run(torchrun_command(2, *train_command(recipe, out)), fault="kill:step:6:1", warm=True)
     assert killed.returncode != 0
     report = killed.stdout + killed.stderr
     assert "killing rank 1 at step of step 6" in report and "Signal 9 (SIGKILL)" in report, report[-4000:]
     assert last_complete_checkpoint(str(out)).endswith("checkpoint-4")
     # rank 1 dies inside the next checkpoint, after rank 0 wrote its part: the folder stays partial
-    killed = run(torchrun_command(2, *train_command(recipe, out, "--resume")), fault="kill:save-carry:8:1")
+    killed = run(torchrun_command(2, *train_command(recipe, out, "--resume")), fault="kill:save-carry:8:1", warm=True)
     assert killed.returncode != 0 and "Signal 9 (SIGKILL)" in killed.stdout + killed.stderr
     assert (out / "checkpoint-8").is_dir() and last_complete_checkpoint(str(out)).endswith("checkpoint-4")
-    resumed = run(torchrun_command(2, *train_command(recipe, out, "--resume")))
+    resumed = run(torchrun_command(2, *train_command(recipe, out, "--resume")), warm=True)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert_same_checkpoint(torchrun_reference["run"] / f"checkpoint-{MAX_STEPS}", out / f"checkpoint-{MAX_STEPS}")
 
@@ -82,7 +84,7 @@ def test_torchrun_without_use_cpu_joins_the_process_group_on_a_cpu_only_machine(
     """Regression: without --use-cpu no process group formed on a CPU-only machine; rank 1 raced rank 0 to
     build OUT/dataset and died with FileExistsError. Now the same run as with use_cpu, to the byte."""
     recipe = write_recipe_without_use_cpu(tmp_path / "recipe.json")
-    result = run(torchrun_command(2, *train_command(recipe, tmp_path / "run")))
+    result = run(torchrun_command(2, *train_command(recipe, tmp_path / "run")), warm=True)
     assert result.returncode == 0, result.stderr[-4000:]
     assert_same_checkpoint(torchrun_reference["run"] / f"checkpoint-{MAX_STEPS}",
                            tmp_path / "run" / f"checkpoint-{MAX_STEPS}")

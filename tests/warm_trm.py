@@ -11,6 +11,12 @@ started the way the README starts it, in a fresh interpreter, and the launch pat
 
 An environment that differs from the server's in anything but the variables read at run time (the fault hook)
 gets a fresh process instead: the libraries read the others once, at import.
+
+Under a launcher (`torchrun ... warm_trm_client.py TRM train ...`, see `fault_runs.run`), each rank is a small
+client process that the launcher starts, signals and watches as it would `trm`; the server forks the rank's
+run onto the client's stdin, stdout and stderr, with the environment the launcher gave it, and the client ends
+as its run ended (the same exit code or signal). test_faults_ddp compares such runs with fresh torchrun runs
+bit for bit.
 """
 
 from __future__ import annotations
@@ -34,6 +40,13 @@ SERVER = Path(__file__).with_name("warm_trm_server.py")
 # The variables a run may set differently from the server: the fault hook reads its own at run time, and
 # pytest names the running test in the other.
 READ_AT_RUN_TIME = frozenset({FAULT_ENV, "PYTEST_CURRENT_TEST"})
+# What torchrun sets for each rank (torch 2.6-2.13); torch.distributed, accelerate and the Trainer read them
+# when the process group forms, inductor (TORCHINDUCTOR_CACHE_DIR, set by the launcher) when it compiles.
+RANK_RUN_TIME = frozenset({"TORCHINDUCTOR_CACHE_DIR",
+    "RANK", "LOCAL_RANK", "GROUP_RANK", "ROLE_RANK", "ROLE_NAME", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
+    "GROUP_WORLD_SIZE", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_ERROR_FILE",
+    "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_USE_AGENT_STORE",
+    "TORCHELASTIC_SIGNALS_TO_HANDLE", "TORCH_NCCL_ASYNC_ERROR_HANDLING"})
 START_TIMEOUT_S = 300.0
 
 
@@ -75,7 +88,8 @@ class WarmServer:
     def __init__(self, env: dict[str, str]):
         self.env = dict(env)
         self._log = open(output_file("server-log"), "wb")
-        self._process = subprocess.Popen([sys.executable, str(SERVER)], stdin=subprocess.PIPE,
+        self.socket_path = str(_OUTPUTS / f"server-{len(_SERVERS)}.sock")
+        self._process = subprocess.Popen([sys.executable, str(SERVER), self.socket_path], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=self._log, env=self.env)
         self._ready = threading.Event()
         self._started: queue.Queue[int | None] = queue.Queue()

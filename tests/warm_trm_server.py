@@ -6,6 +6,13 @@ per line on stdin and answers on stdout, one JSON line per event: {"ready": true
 signal, as `subprocess` reports it). It starts no thread of its own, so a fork never copies a Python lock held
 by another thread (the one other thread here is jemalloc's background purger, started by pyarrow's import;
 jemalloc prepares for fork itself). It exits (killing its children) when stdin closes.
+
+It also listens on a Unix socket (its one argument) for `warm_trm_client.py`, the program a launcher such as
+torchrun starts in place of `trm`: a client sends its arguments, environment and working directory with its
+own stdin, stdout and stderr attached; the server forks the run onto those descriptors, answers
+{"started": PID} and later {"exited": PID, "returncode": CODE} on that connection, delivers {"signal": N}
+to the run, and SIGKILLs the run if the connection drops (the launcher killed the client). An environment
+that differs from the server's in anything but the variables read at run time is answered {"refused": KEYS}.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import os
 import resource
 import select
 import signal
+import socket
 import sys
 import traceback
 
@@ -28,7 +36,11 @@ import modeling_trm.data.build
 import modeling_trm.inference.evaluation
 import modeling_trm.training.recipe_run
 import modeling_trm.training.trainer
+from warm_trm import RANK_RUN_TIME, READ_AT_RUN_TIME
+from warm_trm_client import SOCKET_ENV
 
+SERVER_ENV = dict(os.environ)  # what the imports above saw
+MAX_REQUEST_BYTES = 1 << 20
 
 def reply(**event: object) -> None:
     os.write(REPLY_FD, (json.dumps(event) + "\n").encode())
@@ -44,18 +56,24 @@ def redirect(fd: int, path: str | None, mode: int) -> None:
     os.close(target)
 
 
-def run_child(request: dict) -> None:
-    """In the forked child: become the requested `trm` process, then exit with its status."""
+def run_child(request: dict, stdio: list[int] | None = None, close: tuple[int, ...] = ()) -> None:
+    """In the forked child: become the requested `trm` process, then exit with its status. Its stdin, stdout and
+    stderr are `stdio` (a client's own) or else /dev/null and the files the request names."""
     code = 1
     try:
-        os.close(REPLY_FD)
-        redirect(0, None, os.O_RDONLY)
-        write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        redirect(1, request["stdout"], write)
-        if request["stderr"] == request["stdout"]:
-            os.dup2(1, 2)
+        for fd in (REPLY_FD, *close):
+            os.close(fd)
+        if stdio is not None:
+            for target, fd in enumerate(stdio):
+                os.dup2(fd, target)
         else:
-            redirect(2, request["stderr"], write)
+            redirect(0, None, os.O_RDONLY)
+            write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            redirect(1, request["stdout"], write)
+            if request["stderr"] == request["stdout"]:
+                os.dup2(1, 2)
+            else:
+                redirect(2, request["stderr"], write)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
@@ -79,19 +97,107 @@ def run_child(request: dict) -> None:
             os._exit(code)
 
 
-def serve() -> None:
+def differing_keys(env: dict[str, str]) -> list[str]:
+    """The variables a client's run would see differently from what this server's imports saw."""
+    keys = (set(env) | set(SERVER_ENV)) - READ_AT_RUN_TIME - RANK_RUN_TIME - {SOCKET_ENV}
+    return sorted(key for key in keys if env.get(key) != SERVER_ENV.get(key))
+
+
+class Clients:
+    """The connections of `warm_trm_client.py` processes, each with the run forked for it."""
+
+    def __init__(self, path: str):
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.listener.bind(path)
+        self.listener.listen(16)
+        self.run_of: dict[socket.socket, int | None] = {}  # connection -> pid of its run (None: not started)
+
+    def fds(self) -> list[int]:
+        return [self.listener.fileno(), *(connection.fileno() for connection in self.run_of)]
+
+    def connection_of(self, pid: int) -> socket.socket | None:
+        return next((connection for connection, run in self.run_of.items() if run == pid), None)
+
+    def answer(self, connection: socket.socket, **event: object) -> None:
+        try:
+            connection.send(json.dumps(event).encode())
+        except OSError:
+            pass  # the client is gone; its run was or will be killed
+
+    def drop(self, connection: socket.socket, children: set[int]) -> None:
+        pid = self.run_of.pop(connection)
+        connection.close()
+        if pid in children:
+            os.kill(pid, signal.SIGKILL)  # the launcher killed the client: its run dies with it
+
+    def handle(self, fd: int, children: set[int]) -> None:
+        if fd == self.listener.fileno():
+            connection, _ = self.listener.accept()
+            self.run_of[connection] = None
+            return
+        connection = next((connection for connection in self.run_of if connection.fileno() == fd), None)
+        if connection is None:
+            return  # dropped earlier in this round
+        try:
+            message, stdio, _, _ = socket.recv_fds(connection, MAX_REQUEST_BYTES, 3)
+        except OSError:
+            message, stdio = b"", []
+        if not message:
+            for received in stdio:
+                os.close(received)
+            self.drop(connection, children)
+            return
+        request = json.loads(message)
+        pid = self.run_of[connection]
+        if pid is not None:  # a signal the launcher sent the client
+            if pid in children:
+                os.kill(pid, request["signal"])
+            return
+        refused = differing_keys(request["env"])
+        if refused or len(stdio) != 3:
+            for received in stdio:
+                os.close(received)
+            self.answer(connection, refused=refused or ["stdin, stdout and stderr were not attached"])
+            self.drop(connection, children)
+            return
+        pid = os.fork()
+        if pid == 0:
+            run_child(request, stdio, close=tuple(self.fds()))
+        for received in stdio:
+            os.close(received)
+        children.add(pid)
+        self.run_of[connection] = pid
+        self.answer(connection, started=pid)
+
+    def exited(self, pid: int, code: int) -> bool:
+        """Tell the client of `pid` that its run ended; False if `pid` was not a client's run."""
+        connection = self.connection_of(pid)
+        if connection is None:
+            return False
+        self.answer(connection, exited=pid, returncode=code)
+        self.run_of.pop(connection)
+        connection.close()
+        return True
+
+
+def serve(socket_path: str) -> None:
     children: set[int] = set()
+    clients = Clients(socket_path)
     buffer = b""
     reply(ready=True)
     while True:
-        readable, _, _ = select.select([0], [], [], 0.005)
+        readable, _, _ = select.select([0, *clients.fds()], [], [], 0.005)
         while children:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
             children.discard(pid)
-            reply(exited=pid, returncode=returncode(status))
-        if not readable:
+            if not clients.exited(pid, returncode(status)):
+                reply(exited=pid, returncode=returncode(status))
+        for fd in readable:
+            if fd != 0:
+                clients.handle(fd, children)
+        if 0 not in readable:
             continue
         chunk = os.read(0, 1 << 16)
         if not chunk:
@@ -102,7 +208,7 @@ def serve() -> None:
             request = json.loads(line)
             pid = os.fork()
             if pid == 0:
-                run_child(request)
+                run_child(request, close=tuple(clients.fds()))
             children.add(pid)
             reply(started=pid)
     for pid in children:
@@ -110,4 +216,4 @@ def serve() -> None:
 
 
 if __name__ == "__main__":
-    serve()
+    serve(sys.argv[1])
