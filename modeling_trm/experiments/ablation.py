@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -190,13 +191,12 @@ def run_ablation(out: Path, recipe: dict[str, Any], variants: tuple[Variant, ...
         for variant, seed in pending:
             report(train_variant(out, recipe, variant.name, steps, seed, eval_steps))
     else:
-        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         from ..threads import available_cpus
 
         threads = threads_per_run if threads_per_run is not None else max(1, available_cpus() // jobs)
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=_worker_context(),
                                  initializer=_limit_torch_threads,
                                  initargs=(threads, f"trm ablate: {threads} per run, {jobs} runs at once")) as pool:
             futures = [pool.submit(train_variant, out, recipe, variant.name, steps, seed, eval_steps)
@@ -204,6 +204,18 @@ def run_ablation(out: Path, recipe: dict[str, Any], variants: tuple[Variant, ...
             for future in as_completed(futures):
                 report(future.result())
     return summarize(out, variants, settings)
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers that pay the training imports once: a forkserver (a fresh interpreter, no threads, so forking is
+    safe) imports them, then forks each worker (~9 s of imports saved per worker on a 2-core CPU). Spawn where
+    there is no forkserver (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "modeling_trm.training.recipe_run", "modeling_trm.training.trainer",
+                                    "modeling_trm.training.learning_curve", "modeling_trm.data.metadata"])
+    return context
 
 
 def _limit_torch_threads(threads: int, reason: str = "set by the ablation's parent process") -> None:
