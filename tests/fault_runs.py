@@ -72,7 +72,8 @@ def trm_script() -> str:
 
 def process_env(fault: str | None = None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != FAULT_ENV}
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1",
+               TMPDIR=str(warm_trm.scratch_folder("tmp")))  # torchrun leaves a torchelastic_* folder per run
     if fault:
         env[FAULT_ENV] = fault
     return env

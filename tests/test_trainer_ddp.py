@@ -20,7 +20,7 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path) -> None:
     worker = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                "--master_port", str(free_port()), worker, str(tmp_path)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp_path)}  # torchelastic_*
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=False)

@@ -164,6 +164,13 @@ _SERVERS: list[WarmServer] = []
 _OUTPUTS = Path(tempfile.mkdtemp(prefix="warm-trm-"))  # the runs' captured output, removed at exit
 
 
+def scratch_folder(name: str) -> Path:
+    """A folder for this process's runs to write in, removed when this process exits."""
+    folder = _OUTPUTS / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def output_file(kind: str) -> Path:
     """A new empty file for a run's stdout or stderr, removed when this process exits."""
     fd, path = tempfile.mkstemp(prefix=f"{kind}-", dir=_OUTPUTS)
