@@ -20,14 +20,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # Files whose tests take the longest (`--durations`): collected first, so that under xdist (`--dist loadfile`) a
 # worker starts each of them at once instead of leaving one worker alone with a long file at the end.
-# Order by each file's total (2026-12-05, AVX2 CPU, 2 workers): faults_ddp ~110-130 s, pretrained ~35 s, app ~34 s,
-# faults_kill ~25 s, publish ~28 s, convert_hub ~24 s, faults_publish ~24 s, ablation ~24 s, learning ~25 s,
-# compile ~21 s, then the rest.
-LONGEST_FIRST = ("test_faults_ddp.py", "test_pretrained.py", "test_app.py", "test_publish.py", "test_faults_kill.py",
-                 "test_convert_hub.py", "test_faults_publish.py", "test_ablation.py", "test_training_learns.py",
-                 "test_compile.py", "test_test_time_scaling.py", "test_trainer_ddp.py", "test_inference.py",
-                 "test_hub_server.py", "test_cli_imports.py", "test_demo.py", "test_convert.py", "test_faults_seed.py",
-                 "test_modeling.py", "test_pipeline.py", "test_faults_interrupted.py", "test_faults_memory.py")
+# Order by each file's total (2026-12-05, AVX2 CPU, 2 workers, `-vv --durations=0`): faults_ddp ~92 s, pretrained
+# ~49 s, app ~43 s, learning ~40 s, publish ~30 s, convert_hub ~27 s, faults_publish ~26 s, test_time_scaling ~24 s,
+# ablation ~21 s, inference ~20 s, faults_seed ~19 s, trainer_ddp ~19 s, then the rest.
+LONGEST_FIRST = ("test_faults_ddp.py", "test_pretrained.py", "test_app.py", "test_training_learns.py", "test_publish.py",
+                 "test_convert_hub.py", "test_faults_publish.py", "test_test_time_scaling.py", "test_ablation.py",
+                 "test_inference.py", "test_faults_seed.py", "test_trainer_ddp.py", "test_demo.py",
+                 "test_hub_server.py", "test_cli_imports.py", "test_compile.py", "test_convert.py", "test_modeling.py",
+                 "test_faults_kill.py", "test_pipeline.py", "test_eval_cli.py", "test_faults_memory.py",
+                 "test_benchmarks.py")
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
