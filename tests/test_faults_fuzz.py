@@ -10,6 +10,7 @@ shape; never an error from deep inside torch/pyarrow/csv, never a hang, never a 
 from __future__ import annotations
 
 import atexit
+import csv
 import io
 import json
 import math
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tiny_models import tiny_config, tiny_model
 
@@ -212,7 +213,13 @@ def _csv(rows) -> str:
     return "source,question,answer,rating\n" + "".join(",".join(row) + "\n" for row in rows)
 
 
-def _build(builder, text: str | bytes, test_text: str, train_rows: int | None = None) -> None:
+def _csv_records(text: str) -> int:
+    """Data records in `text` as the csv module reads them: a field that opens with a quote runs on to its closing
+    quote, across line ends (two lines can be one record); a blank line is none."""
+    return sum(1 for fields in csv.reader(io.StringIO(text, newline="")) if fields) - 1
+
+
+def _build(builder, text: str | bytes, test_text: str, count_records: bool = False) -> None:
     folder = Path(tempfile.mkdtemp(dir=SCRATCH))
     train = folder / "train.csv"
     (train.write_bytes if isinstance(text, bytes) else train.write_text)(text)
@@ -224,8 +231,8 @@ def _build(builder, text: str | bytes, test_text: str, train_rows: int | None = 
         assert str(folder) in message, message
         assert line_of(message) is not None or "no puzzles left" in message or "no mazes left" in message, message
         return
-    if train_rows is not None:  # accepted: one dataset row per CSV row (no augmentation), nothing dropped
-        assert dataset["train"].num_rows == train_rows
+    if count_records:  # accepted: one dataset row per CSV record (no augmentation), nothing dropped
+        assert dataset["train"].num_rows == _csv_records(text)
     for split in dataset.values():
         assert split.features["input_ids"].length == metadata.seq_len
         ids = np.asarray(split["input_ids"], dtype=np.int64)
@@ -239,19 +246,20 @@ valid_maze_row = st.tuples(st.just("gen"), st.just(MAZE_Q), st.just(MAZE_A), st.
 
 
 @FUZZ
+@example([('"', QUESTION, SOLVED, "0"), ('"', QUESTION, SOLVED, "0")])  # one record over two lines (CI, 2026-12-05)
 @given(st.lists(st.one_of(valid_sudoku_row, st.tuples(st.one_of(st.just("gen"), nasty_text),
                                                       st.one_of(st.just(QUESTION), puzzle_like, nasty_text),
                                                       st.one_of(st.just(SOLVED), puzzle_like, nasty_text),
                                                       rating_text)), max_size=4))
 def test_sudoku_builder_on_hostile_csv(rows) -> None:
-    _build(build_sudoku_dataset, _csv(rows), _csv([("gen", QUESTION, SOLVED, "0")]), len(rows))
+    _build(build_sudoku_dataset, _csv(rows), _csv([("gen", QUESTION, SOLVED, "0")]), count_records=True)
 
 
 @FUZZ
 @given(st.lists(st.one_of(valid_maze_row, st.tuples(st.just("gen"), st.one_of(st.just(MAZE_Q), maze_like, nasty_text),
                                                     st.one_of(st.just(MAZE_A), maze_like), rating_text)), max_size=4))
 def test_maze_builder_on_hostile_csv(rows) -> None:
-    _build(build_maze_dataset, _csv(rows), _csv([("gen", MAZE_Q, MAZE_A, "0")]), len(rows))
+    _build(build_maze_dataset, _csv(rows), _csv([("gen", MAZE_Q, MAZE_A, "0")]), count_records=True)
 
 
 @settings(max_examples=60, deadline=None)
