@@ -120,11 +120,12 @@ def run(command: list[str], fault: str | None = None, env_extra: dict[str, str] 
 
 
 def with_warm_ranks(launch: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    """`launch` (torchrun) starting `warm_trm_client.py TRM` in place of `$(which trm)`: each rank it starts is
-    forked from the warm server of `env` (see warm_trm)."""
-    if trm_script() not in launch:
-        raise ValueError(f"warm=True needs a `trm` command or a launcher of one, not {launch}")
-    entry = launch.index(trm_script())
+    """`launch` (torchrun) starting `warm_trm_client.py PROGRAM` in place of its program (`$(which trm)` or a
+    test's worker script): each rank it starts is forked from the warm server of `env` (see warm_trm)."""
+    entries = [index for index, part in enumerate(launch) if part == trm_script() or part.endswith(".py")]
+    if not entries:
+        raise ValueError(f"warm=True needs a `trm` command or a launcher of `trm` or a .py script, not {launch}")
+    entry = entries[0]
     server = warm_trm.server_for(env)
     server.wait_ready()  # its socket is listening
     return ([*launch[:entry], str(WARM_CLIENT), *launch[entry:]],

@@ -1,27 +1,21 @@
-"""A 2-process CPU DDP run (torchrun, gloo): both ranks end with identical weights."""
+"""A 2-process CPU DDP run (torchrun, gloo): both ranks end with identical weights.
+
+The ranks run `ddp_worker.py` forked from the warm interpreter (`warm=True`, see warm_trm), under the real
+torchrun: what is tested is the Trainer under DDP, not a fresh interpreter's start.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
+from pathlib import Path
 
 import torch
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from fault_runs import run, torchrun_command
 
 
 def test_two_process_ddp_keeps_ranks_identical(tmp_path) -> None:
-    worker = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), worker, str(tmp_path)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp_path)}  # torchelastic_*
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    worker = Path(__file__).with_name("ddp_worker.py")
+    result = run(torchrun_command(2, str(worker), str(tmp_path)), warm=True)
     assert result.returncode == 0, result.stderr[-4000:]
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=False)

@@ -1,4 +1,5 @@
-"""What a launcher starts in place of `trm` for a rank forked from the warm server: `warm_trm_client.py TRM ARGS`.
+"""What a launcher starts in place of `trm` for a rank forked from the warm server: `warm_trm_client.py TRM ARGS`
+(or `warm_trm_client.py SCRIPT.py ARGS` for a test's worker script).
 
 `torchrun ... warm_trm_client.py /path/to/trm train ...` starts this small process for each rank, as it would
 start `trm train ...`. It imports nothing heavy: it hands its arguments, environment, working directory and

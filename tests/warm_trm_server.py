@@ -1,4 +1,5 @@
-"""The server side of `warm_trm`: import the training stack once, then fork one `trm` process per request.
+"""The server side of `warm_trm`: import the training stack once, then fork one `trm` process per request (or
+one `python SCRIPT.py` process, for a test's own worker script).
 
 Started by `warm_trm.WarmServer` with the environment every fault-test process gets; it reads one JSON request
 per line on stdin and answers on stdout, one JSON line per event: {"ready": true} once the imports are done,
@@ -21,6 +22,7 @@ import atexit
 import json
 import os
 import resource
+import runpy
 import select
 import signal
 import socket
@@ -80,7 +82,12 @@ def run_child(request: dict, stdio: list[int] | None = None, close: tuple[int, .
         for name, (soft, hard) in request.get("rlimits", {}).items():
             resource.setrlimit(getattr(resource, name), (soft, hard))
         sys.argv = list(request["argv"])
-        code = modeling_trm.commands.main(request["argv"][1:])
+        if sys.argv[0].endswith(".py"):  # a test's own worker script (ddp_worker.py), run as `python SCRIPT`
+            sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))
+            runpy.run_path(sys.argv[0], run_name="__main__")
+            code = 0
+        else:
+            code = modeling_trm.commands.main(request["argv"][1:])
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         if isinstance(exit_.code, str):
