@@ -122,7 +122,8 @@ def run(command: list[str], fault: str | None = None, env_extra: dict[str, str] 
 def with_warm_ranks(launch: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     """`launch` (torchrun) starting `warm_trm_client.py PROGRAM` in place of its program (`$(which trm)` or a
     test's worker script): each rank it starts is forked from the warm server of `env` (see warm_trm)."""
-    entries = [index for index, part in enumerate(launch) if part == trm_script() or part.endswith(".py")]
+    program = trm_script()
+    entries = [index for index, part in enumerate(launch) if part == program or part.endswith(".py")]
     if not entries:
         raise ValueError(f"warm=True needs a `trm` command or a launcher of `trm` or a .py script, not {launch}")
     entry = entries[0]

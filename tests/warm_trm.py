@@ -50,6 +50,13 @@ RANK_RUN_TIME = frozenset({"TORCHINDUCTOR_CACHE_DIR",
 START_TIMEOUT_S = 300.0
 
 
+def differing_keys(env: dict[str, str], server_env: dict[str, str],
+                   also_read_at_run_time: frozenset[str] = frozenset()) -> list[str]:
+    """The variables a run in `env` would see differently from what a server's imports saw in `server_env`."""
+    keys = (set(env) | set(server_env)) - READ_AT_RUN_TIME - also_read_at_run_time
+    return sorted(key for key in keys if env.get(key) != server_env.get(key))
+
+
 class WarmProcess:
     """The parts of `subprocess.Popen` the fault tests use, for a process forked by the server."""
 
@@ -127,8 +134,7 @@ class WarmServer:
         return self._process.pid
 
     def accepts(self, env: dict[str, str]) -> bool:
-        keys = (set(env) | set(self.env)) - READ_AT_RUN_TIME
-        return all(env.get(key) == self.env.get(key) for key in keys)
+        return not differing_keys(env, self.env)
 
     def spawn(self, argv: list[str], env: dict[str, str], stdout: Path | None, stderr: Path | None,
               cwd: str | None = None, rlimits: dict[str, tuple[int, int]] | None = None) -> WarmProcess:

@@ -38,11 +38,12 @@ import modeling_trm.data.build
 import modeling_trm.inference.evaluation
 import modeling_trm.training.recipe_run
 import modeling_trm.training.trainer
-from warm_trm import RANK_RUN_TIME, READ_AT_RUN_TIME
+from warm_trm import RANK_RUN_TIME, differing_keys
 from warm_trm_client import SOCKET_ENV
 
 SERVER_ENV = dict(os.environ)  # what the imports above saw
 MAX_REQUEST_BYTES = 1 << 20
+
 
 def reply(**event: object) -> None:
     os.write(REPLY_FD, (json.dumps(event) + "\n").encode())
@@ -68,6 +69,8 @@ def run_child(request: dict, stdio: list[int] | None = None, close: tuple[int, .
         if stdio is not None:
             for target, fd in enumerate(stdio):
                 os.dup2(fd, target)
+            for fd in stdio:
+                os.close(fd)
         else:
             redirect(0, None, os.O_RDONLY)
             write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -102,12 +105,6 @@ def run_child(request: dict, stdio: list[int] | None = None, close: tuple[int, .
             sys.stderr.flush()
         finally:
             os._exit(code)
-
-
-def differing_keys(env: dict[str, str]) -> list[str]:
-    """The variables a client's run would see differently from what this server's imports saw."""
-    keys = (set(env) | set(SERVER_ENV)) - READ_AT_RUN_TIME - RANK_RUN_TIME - {SOCKET_ENV}
-    return sorted(key for key in keys if env.get(key) != SERVER_ENV.get(key))
 
 
 class Clients:
@@ -160,7 +157,7 @@ class Clients:
             if pid in children:
                 os.kill(pid, request["signal"])
             return
-        refused = differing_keys(request["env"])
+        refused = differing_keys(request["env"], SERVER_ENV, RANK_RUN_TIME | {SOCKET_ENV})
         if refused or len(stdio) != 3:
             for received in stdio:
                 os.close(received)
@@ -182,8 +179,7 @@ class Clients:
         if connection is None:
             return False
         self.answer(connection, exited=pid, returncode=code)
-        self.run_of.pop(connection)
-        connection.close()
+        self.drop(connection, children=set())  # reaped: nothing left to kill
         return True
 
 
